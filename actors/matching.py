@@ -1,0 +1,211 @@
+"""Per-candidate matching: KATO's extraction of one stored pattern against the state (spec §2.4, §2.5).
+
+This is the reference, written for clarity over speed: one candidate at a time. The shard kernels compute
+the same fields over whole candidate arrays and are tested against this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import LCSseq
+
+from schema.events import flatten
+
+Block = tuple[int, int, int]
+
+
+def _longest_match(a: Sequence[Hashable], b2j: dict[Hashable, list[int]], alo: int, ahi: int, blo: int,
+                   bhi: int) -> Block:
+    """difflib's find_longest_match without junk: longest block, earliest in a, then earliest in b."""
+    besti, bestj, bestsize = alo, blo, 0
+    j2len: dict[int, int] = {}
+    for i in range(alo, ahi):
+        newj2len: dict[int, int] = {}
+        for j in b2j.get(a[i], ()):
+            if j < blo:
+                continue
+            if j >= bhi:
+                break
+            k = newj2len[j] = j2len.get(j - 1, 0) + 1
+            if k > bestsize:
+                besti, bestj, bestsize = i - k + 1, j - k + 1, k
+        j2len = newj2len
+    return besti, bestj, bestsize
+
+
+def matching_blocks(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[Block]:
+    """Blocks of ``difflib.SequenceMatcher(None, a, b, autojunk=False)``, without the terminal block."""
+    b2j: dict[Hashable, list[int]] = {}
+    for j, elt in enumerate(b):
+        b2j.setdefault(elt, []).append(j)
+    queue = [(0, len(a), 0, len(b))]
+    found: list[Block] = []
+    while queue:
+        alo, ahi, blo, bhi = queue.pop()
+        i, j, k = block = _longest_match(a, b2j, alo, ahi, blo, bhi)
+        if k:
+            found.append(block)
+            if alo < i and blo < j:
+                queue.append((alo, i, blo, j))
+            if i + k < ahi and j + k < bhi:
+                queue.append((i + k, ahi, j + k, bhi))
+    found.sort()
+    collapsed: list[Block] = []
+    i1 = j1 = k1 = 0
+    for i2, j2, k2 in found:
+        if i1 + k1 == i2 and j1 + k1 == j2:
+            k1 += k2
+        else:
+            if k1:
+                collapsed.append((i1, j1, k1))
+            i1, j1, k1 = i2, j2, k2
+    if k1:
+        collapsed.append((i1, j1, k1))
+    return collapsed
+
+
+def unmatched_counts(a: Sequence[Hashable], b: Sequence[Hashable]) -> tuple[int, int]:
+    """Elements of a and of b outside the equal blocks (difflib's '-' and '+' lines)."""
+    matched = sum(k for _, _, k in matching_blocks(a, b))
+    return len(a) - matched, len(b) - matched
+
+
+def similarity(pattern: Sequence[str], state: Sequence[str], use_token_matching: bool) -> float:
+    """Token mode: 2·LCS/(|P|+|S|). Character mode: RapidFuzz ratio of the space-joined strings / 100."""
+    if use_token_matching:
+        total = len(pattern) + len(state)
+        return (2.0 * LCSseq.similarity(pattern, state) / total) if total > 0 else 0.0
+    return fuzz.ratio(" ".join(pattern), " ".join(state)) / 100.0
+
+
+def best_fuzzy_token(token: str, pattern: Sequence[str], threshold: float) -> tuple[str, float] | None:
+    """The first pattern token with the highest ``fuzz.ratio/100`` at or above the threshold."""
+    best: str | None = None
+    best_score = 0.0
+    for candidate in pattern:
+        score = 1.0 if candidate == token else fuzz.ratio(token, candidate) / 100.0
+        if score >= threshold and score > best_score:
+            best, best_score = candidate, score
+    return None if best is None else (best, best_score)
+
+
+@dataclass
+class CandidateMatch:
+    """Every per-candidate field KATO derives from one pattern and the state, before corpus statistics."""
+
+    name: str
+    events: list[list[str]]
+    length: int
+    similarity: float
+    matches: list[str]
+    past: list[list[str]]
+    present: list[list[str]]
+    future: list[list[str]]
+    missing: list[list[str]]
+    extras: list[list[str]]
+    anomalies: list[dict] = field(default_factory=list)
+    number_of_blocks: int = 0
+    evidence: float = 0.0
+    confidence: float = 0.0
+    snr: float = 0.0
+    fragmentation: float = -1.0
+
+    @property
+    def present_symbols(self) -> list[str]:
+        return flatten(self.present)
+
+    @property
+    def pre_potential(self) -> float:
+        """(evidence + confidence)·snr + 1/(fragmentation+1); the last term is 0 without blocks."""
+        return (self.evidence + self.confidence) * self.snr + fragmentation_term(self.fragmentation)
+
+
+def fragmentation_term(fragmentation: float) -> float:
+    return 0.0 if fragmentation == -1.0 else 1.0 / (fragmentation + 1.0)
+
+
+def split_events(events: list[list[str]], past_len: int, present_len: int, first_match: str | None
+                 ) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """Turn flat past/present lengths into whole events, with KATO's fix-up of the last past event."""
+    count = 0
+    idx = 0
+    while count < past_len:
+        count += len(events[idx])
+        idx += 1
+    e1 = idx
+    while count < past_len + present_len:
+        count += len(events[idx])
+        idx += 1
+    past, present, future = events[:e1], events[e1:idx], events[idx:]
+    if past and first_match is not None and first_match in past[-1]:
+        present = [past[-1], *present]
+        past = past[:-1]
+    return past, present, future
+
+
+def extract(name: str, events: list[list[str]], stm: list[list[str]], cutoff: float,
+            use_token_matching: bool = True, fuzzy_token_threshold: float = 0.0) -> CandidateMatch | None:
+    """KATO's extraction of one candidate; None when it does not reach ``cutoff``."""
+    pattern = flatten(events)
+    state = flatten(stm)
+    sim = similarity(pattern, state, use_token_matching)
+    if sim < cutoff:
+        return None
+    blocks = matching_blocks(pattern, state)
+    anomalies: list[dict] = []
+    fuzzy = fuzzy_token_threshold is not None and fuzzy_token_threshold > 0.0
+    if fuzzy:
+        matches: list[str] = []
+        fuzzy_hits: set[str] = set()
+        for token in state:
+            hit = best_fuzzy_token(token, pattern, fuzzy_token_threshold)
+            if hit is None:
+                continue
+            fuzzy_hits.add(token)
+            matches.append(token)
+            if hit[0] != token:
+                anomalies.append({"observed": token, "expected": hit[0], "similarity": hit[1]})
+    else:
+        matches = [s for _, j, n in blocks for s in state[j:j + n]]
+
+    k = len(blocks)
+    if k >= 2:
+        i0 = blocks[0][0]
+        i1, _, n1 = blocks[-1]
+        past_len, present_len = i0, (i1 + n1) - i0
+    elif k == 1:
+        i0, _, n0 = blocks[0]
+        past_len, present_len = i0, n0
+    else:
+        if cutoff > 0.0:
+            return None
+        past_len, present_len = 0, len(pattern)
+
+    if fuzzy:
+        flat_extras = sum(1 for token in state if token not in fuzzy_hits)
+    else:
+        present_flat = pattern[past_len:past_len + present_len]
+        flat_extras = unmatched_counts(present_flat, state)[1] if present_len else 0
+
+    past, present, future = split_events(events, past_len, present_len, matches[0] if matches else None)
+    present_symbols = set(flatten(present))
+    match_set = set(matches)
+    missing = [[s for s in event if s not in match_set] for event in present]
+    extras = [[s for s in event if s not in present_symbols] for event in stm]
+
+    m = len(matches)
+    length = len(pattern)
+    n_present = sum(len(e) for e in present)
+    denominator = 2.0 * m + flat_extras
+    return CandidateMatch(
+        name=name, events=events, length=length, similarity=sim, matches=matches,
+        past=past, present=present, future=future, missing=missing, extras=extras, anomalies=anomalies,
+        number_of_blocks=k,
+        evidence=float(m / length) if length > 0 else 0.0,
+        confidence=float(m / n_present) if n_present > 0 else 0.0,
+        snr=float((2.0 * m - flat_extras) / denominator) if denominator > 0 else 0.0,
+        fragmentation=float(k - 1),
+    )

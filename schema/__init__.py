@@ -1,0 +1,1 @@
+"""What the data looks like: API models, naming and hashing, DDL, Arrow schemas, Redis key names."""

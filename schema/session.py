@@ -1,0 +1,66 @@
+"""Session state, stored as KATO's session JSON under ``kato:session:{id}`` (spec §3.6)."""
+
+from __future__ import annotations
+
+import json
+import time as _time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+MAX_ACCUMULATOR_ENTRIES = 1000
+DEFAULT_TTL_SECONDS = 3600
+
+
+def new_session_id() -> str:
+    return f"session-{uuid.uuid4().hex}-{int(_time.time() * 1000)}"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+@dataclass
+class SessionState:
+    session_id: str
+    node_id: str
+    created_at: float = field(default_factory=_time.time)
+    last_accessed: float = field(default_factory=_time.time)
+    expires_at: float = 0.0
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    stm: list[list[str]] = field(default_factory=list)
+    emotives_accumulator: list[dict[str, float]] = field(default_factory=list)
+    metadata_accumulator: list[dict[str, Any]] = field(default_factory=list)
+    time: int = 0
+    percept_data: dict[str, Any] = field(default_factory=dict)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    session_config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    access_count: int = 0
+    max_stm_size: int = 1000
+    max_emotives_size: int = MAX_ACCUMULATOR_ENTRIES
+    max_metadata_size: int = MAX_ACCUMULATOR_ENTRIES
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> SessionState:
+        data = json.loads(raw)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def touch(self, ttl_seconds: int | None = None) -> None:
+        now = _time.time()
+        self.last_accessed = now
+        self.access_count += 1
+        self.expires_at = now + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds)
+
+    def clear_short_term(self) -> None:
+        self.stm = []
+        self.emotives_accumulator = []
+        self.metadata_accumulator = []
+        self.time = 0
+        self.percept_data = {}
+        self.predictions = []

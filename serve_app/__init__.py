@@ -1,0 +1,1 @@
+"""Ray Serve: HTTP ingress (KATO API), predictor (fan-out, merge, corpus metrics), sessions."""
