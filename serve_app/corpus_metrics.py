@@ -162,13 +162,18 @@ def _weighted_fields(c: CandidateMatch, state: Sequence[str], weights: Mapping[s
     }
 
 
-def prune(candidates: list[CandidateMatch], max_predictions: int) -> tuple[list[CandidateMatch], bool]:
-    """Keep the 3·max_predictions candidates with the largest pre-potential (ties: similarity, name)."""
+def prune(candidates: list[CandidateMatch], max_predictions: int, total: int | None = None
+          ) -> tuple[list[CandidateMatch], bool]:
+    """Keep the 3·max_predictions candidates with the largest pre-potential (ties: similarity, name).
+
+    ``total`` is the size of the whole candidate set when ``candidates`` are already local tops of shards.
+    """
     limit = 3 * max_predictions
+    pruned = (len(candidates) if total is None else total) > limit
     if len(candidates) <= limit:
-        return candidates, False
+        return candidates, pruned
     ordered = sorted(candidates, key=lambda c: (-c.pre_potential, -c.similarity, c.name))
-    return ordered[:limit], True
+    return ordered[:limit], pruned
 
 
 def rank_key(algo: str):
@@ -180,15 +185,16 @@ def rank_key(algo: str):
 
 
 def score(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]], stats: CorpusStats,
-          options: RankingOptions, weight_symbols: Sequence[str] | None = None
+          options: RankingOptions, weight_symbols: Sequence[str] | None = None, total_candidates: int | None = None
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Corpus metrics, ranking and truncation of a candidate set; returns (predictions, future_potentials).
 
-    ``weight_symbols`` are the symbols that get affinity weights (default: the state's symbols).
+    ``weight_symbols`` are the symbols that get affinity weights (default: the state's symbols);
+    ``total_candidates`` is the size of the full set when ``candidates`` are merged local tops.
     """
     if not candidates:
         return [], []
-    kept, pruned = prune(candidates, options.max_predictions)
+    kept, pruned = prune(candidates, options.max_predictions, total_candidates)
     kept = sorted(kept, key=lambda c: c.name)
     state = flatten(state_events)
     tup = stats.total_unique_patterns

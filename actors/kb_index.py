@@ -1,0 +1,138 @@
+"""One knowledge base's patterns inside a shard: columnar token arrays and the exact candidate indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from actors.columns import GrowableArray, Vocabulary
+
+
+class KBIndex:
+    """Patterns of one kb_id held by one shard.
+
+    Tokens are shard-vocabulary ids, flat with offsets; events are flat sizes with offsets. The inverted index
+    maps a token id to the local ids of the patterns containing it (each pattern once per distinct token);
+    the first-token index serves the single-symbol path.
+    """
+
+    def __init__(self, vocabulary: Vocabulary):
+        self.vocabulary = vocabulary
+        self.names: list[str] = []
+        self.local_ids: dict[str, int] = {}
+        self.tokens = GrowableArray(np.int32, 1024)
+        self.offsets = GrowableArray(np.int64, 256)
+        self.offsets.append(0)
+        self.event_sizes = GrowableArray(np.int32, 512)
+        self.event_offsets = GrowableArray(np.int64, 256)
+        self.event_offsets.append(0)
+        self.lengths = GrowableArray(np.int32, 256)
+        self.postings: dict[int, GrowableArray] = {}
+        self.first_token: dict[int, GrowableArray] = {}
+        self._joined: list[str] | None = None
+        self._names_array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.local_ids
+
+    def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]]) -> int:
+        """Add patterns not yet present; returns how many were new."""
+        vocab = self.vocabulary
+        new_ids: list[int] = []
+        flat_tokens: list[int] = []
+        pattern_lengths: list[int] = []
+        event_sizes: list[int] = []
+        event_counts: list[int] = []
+        for name, events in zip(names, events_list):
+            if name in self.local_ids:
+                continue
+            local = len(self.names)
+            self.local_ids[name] = local
+            self.names.append(name)
+            new_ids.append(local)
+            before = len(flat_tokens)
+            for event in events:
+                event_sizes.append(len(event))
+                flat_tokens.extend(vocab.add(s) for s in event)
+            pattern_lengths.append(len(flat_tokens) - before)
+            event_counts.append(len(events))
+        if not new_ids:
+            return 0
+        tokens = np.asarray(flat_tokens, dtype=np.int32)
+        lengths = np.asarray(pattern_lengths, dtype=np.int64)
+        base = self.offsets.view()[-1]
+        self.tokens.extend(tokens)
+        self.offsets.extend(base + np.cumsum(lengths))
+        self.lengths.extend(lengths)
+        self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int32))
+        self.event_offsets.extend(self.event_offsets.view()[-1] + np.cumsum(np.asarray(event_counts)))
+        owners = np.repeat(np.asarray(new_ids, dtype=np.int64), lengths)
+        self._index_postings(tokens, owners)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        firsts = np.where(lengths > 0, tokens[np.minimum(starts, max(len(tokens) - 1, 0))], -1)
+        for local, first in zip(new_ids, firsts.tolist()):
+            if first >= 0:
+                self.first_token.setdefault(first, GrowableArray(np.int64, 4)).append(local)
+        if self._joined is not None:
+            self._joined.extend(" ".join(self.symbols_of(i)) for i in new_ids)
+        self._names_array = None
+        return len(new_ids)
+
+    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray) -> None:
+        pairs = np.unique(np.stack([tokens.astype(np.int64), owners]), axis=1)
+        if pairs.shape[1] == 0:
+            return
+        token_ids = pairs[0]
+        cuts = np.flatnonzero(np.diff(token_ids)) + 1
+        for chunk_tokens, chunk_owners in zip(np.split(token_ids, cuts), np.split(pairs[1], cuts)):
+            self.postings.setdefault(int(chunk_tokens[0]), GrowableArray(np.int64, 8)).extend(chunk_owners)
+
+    def symbols_of(self, local: int) -> list[str]:
+        offsets = self.offsets.view()
+        symbols = self.vocabulary.symbols
+        return [symbols[t] for t in self.tokens.view()[offsets[local]:offsets[local + 1]].tolist()]
+
+    def events_of(self, local: int) -> list[list[str]]:
+        flat = self.symbols_of(local)
+        e_off = self.event_offsets.view()
+        sizes = self.event_sizes.view()[e_off[local]:e_off[local + 1]].tolist()
+        events, pos = [], 0
+        for size in sizes:
+            events.append(flat[pos:pos + size])
+            pos += size
+        return events
+
+    def joined(self) -> list[str]:
+        """Space-joined pattern strings for character-mode similarity (built on first use)."""
+        if self._joined is None:
+            self._joined = [" ".join(self.symbols_of(i)) for i in range(len(self.names))]
+        return self._joined
+
+    def names_array(self) -> np.ndarray:
+        if self._names_array is None:
+            self._names_array = np.array(self.names, dtype=object)
+        return self._names_array
+
+    def containing_any(self, token_ids: np.ndarray) -> np.ndarray:
+        """Local ids of the patterns sharing at least one of these (known) tokens."""
+        lists = [self.postings[t].view() for t in np.unique(token_ids).tolist() if t in self.postings]
+        if not lists:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(lists))
+
+    def starting_with(self, token_id: int) -> np.ndarray:
+        found = self.first_token.get(token_id)
+        return np.sort(found.view()) if found is not None else np.empty(0, dtype=np.int64)
+
+    def all_ids(self) -> np.ndarray:
+        return np.arange(len(self.names), dtype=np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.lengths)
+        postings = sum(p.nbytes for p in self.postings.values())
+        return sum(a.nbytes for a in arrays) + postings

@@ -1,0 +1,151 @@
+"""The shard: a plain class holding the patterns of its bucket range and answering candidate queries.
+
+A query returns the shard's local top ``3·max_predictions`` candidates by pre-potential (ties: similarity
+desc, name asc) with every per-candidate field. Because that order is total, the predictor's merge of the
+local tops equals the reference engine's pruning over the whole corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from actors import kernels
+from actors.columns import Vocabulary
+from actors.kb_index import KBIndex
+from actors.matching import CandidateMatch, extract
+from schema.events import flatten
+from serve_app.reference_engine import QueryOptions
+
+
+@dataclass
+class LocalTop:
+    """A shard's answer: its best candidates and how many passed the threshold before truncation."""
+
+    candidates: list[CandidateMatch] = field(default_factory=list)
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    shard_id: int
+    bucket_lo: int
+    bucket_hi: int
+    patterns_per_kb: dict[str, int]
+    vocabulary: int
+    index_bytes: int
+
+
+class Shard:
+    def __init__(self, shard_id: int = 0, bucket_lo: int = 0, bucket_hi: int = 65535):
+        self.shard_id = shard_id
+        self.bucket_lo = bucket_lo
+        self.bucket_hi = bucket_hi
+        self.vocabulary = Vocabulary()
+        self.kbs: dict[str, KBIndex] = {}
+
+    def kb(self, kb_id: str) -> KBIndex:
+        index = self.kbs.get(kb_id)
+        if index is None:
+            index = self.kbs[kb_id] = KBIndex(self.vocabulary)
+        return index
+
+    def add(self, kb_id: str, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]]) -> int:
+        return self.kb(kb_id).add(names, events_list)
+
+    def drop_kb(self, kb_id: str) -> None:
+        self.kbs.pop(kb_id, None)
+
+    def count(self, kb_id: str) -> int:
+        index = self.kbs.get(kb_id)
+        return len(index) if index is not None else 0
+
+    def stats(self) -> ShardStats:
+        return ShardStats(self.shard_id, self.bucket_lo, self.bucket_hi,
+                          {kb: len(index) for kb, index in self.kbs.items()}, len(self.vocabulary),
+                          sum(index.nbytes for index in self.kbs.values()))
+
+    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+              allowed: np.ndarray | None = None) -> LocalTop:
+        """Local top candidates for an STM. ``allowed`` restricts to a candidate set (filter pipeline)."""
+        index = self.kbs.get(kb_id)
+        state = flatten(stm)
+        if index is None or not state or len(index) == 0:
+            return LocalTop()
+        state_ids = self.vocabulary.lookup_state(state)
+        single = len(state) == 1
+        cutoff = 0.0 if single else options.recall_threshold
+        fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
+        if single:
+            candidates = index.starting_with(int(state_ids[0])) if state_ids[0] >= 0 else np.empty(0, np.int64)
+        elif cutoff <= 0.0:
+            candidates = index.all_ids()
+        else:
+            candidates = index.containing_any(state_ids[state_ids >= 0])
+            candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
+        if allowed is not None:
+            candidates = np.intersect1d(candidates, allowed, assume_unique=True)
+        if candidates.shape[0] == 0:
+            return LocalTop()
+        sims = self._similarities(index, candidates, state, state_ids, options.use_token_matching)
+        keep = sims >= cutoff
+        candidates, sims = candidates[keep], sims[keep]
+        if candidates.shape[0] == 0:
+            return LocalTop()
+        fuzzy_hit = self._fuzzy_hits(state, fuzzy) if fuzzy > 0 else np.zeros((1, 1), np.bool_)
+        k, _m, _np, _ev, _conf, _snr, pre = kernels.candidate_fields(
+            index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
+            candidates, state_ids, fuzzy_hit, fuzzy > 0)
+        if cutoff > 0.0:
+            has_blocks = k > 0
+            candidates, sims, pre = candidates[has_blocks], sims[has_blocks], pre[has_blocks]
+        chosen = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
+        stm_events = [list(e) for e in stm]
+        out = []
+        for local in chosen.tolist():
+            match = extract(index.names[local], index.events_of(local), stm_events, cutoff,
+                            options.use_token_matching, fuzzy)
+            if match is not None:
+                out.append(match)
+        return LocalTop(out, int(candidates.shape[0]))
+
+    @staticmethod
+    def _length_bound(index: KBIndex, candidates: np.ndarray, state_len: int, cutoff: float,
+                      token_mode: bool) -> np.ndarray:
+        """Token LCS ≤ min(|P|, |S|): drop patterns too long to reach the threshold (lossless)."""
+        if not token_mode or candidates.shape[0] == 0:
+            return candidates
+        lengths = index.lengths.view()[candidates].astype(np.float64)
+        best = 2.0 * np.minimum(lengths, state_len) / (lengths + state_len)
+        return candidates[best >= cutoff - 1e-12]
+
+    @staticmethod
+    def _similarities(index: KBIndex, candidates: np.ndarray, state: list[str], state_ids: np.ndarray,
+                      token_mode: bool) -> np.ndarray:
+        if token_mode:
+            return kernels.token_similarities(index.tokens.view(), index.offsets.view(), candidates, state_ids)
+        joined = index.joined()
+        choices = [joined[i] for i in candidates.tolist()]
+        scores = process.cdist([" ".join(state)], choices, scorer=fuzz.ratio, dtype=np.float64, workers=1)
+        return scores[0] / 100.0
+
+    def _fuzzy_hits(self, state: list[str], threshold: float) -> np.ndarray:
+        symbols = self.vocabulary.symbols
+        if not symbols:
+            return np.zeros((len(state), 1), np.bool_)
+        scores = process.cdist(state, symbols, scorer=fuzz.ratio, dtype=np.float64, workers=1) / 100.0
+        return scores >= threshold
+
+    @staticmethod
+    def _top(index: KBIndex, candidates: np.ndarray, sims: np.ndarray, pre: np.ndarray, limit: int) -> np.ndarray:
+        if candidates.shape[0] <= limit:
+            subset = np.arange(candidates.shape[0])
+        else:
+            kth = np.partition(pre, candidates.shape[0] - limit)[candidates.shape[0] - limit]
+            subset = np.flatnonzero(pre >= kth)
+        names = index.names_array()[candidates[subset]]
+        order = np.lexsort((names, -sims[subset], -pre[subset]))
+        return candidates[subset[order[:limit]]]

@@ -1,0 +1,63 @@
+"""The predictor: fan a query out to every shard, merge the local tops, add corpus metrics, rank.
+
+Shards are reached through ``ShardClient`` so the same code drives in-process shards (tests, the
+single-process mode) and Ray actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from actors.matching import CandidateMatch
+from actors.shard import LocalTop
+from schema.events import flatten
+from serve_app.corpus_metrics import CorpusStats, score
+from serve_app.reference_engine import QueryOptions, weight_symbols
+
+
+class ShardClient(Protocol):
+    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
+                   ) -> list[LocalTop]:
+        """The local top candidates of every shard, one answer per shard."""
+        ...
+
+
+StatsReader = Callable[[str, list[CandidateMatch], list[str]], CorpusStats]
+
+
+class LocalShards:
+    """In-process shards, queried in parallel threads (the kernels release the GIL)."""
+
+    def __init__(self, shards: Sequence[Any], parallel: bool = True):
+        self.shards = list(shards)
+        self._pool = ThreadPoolExecutor(max_workers=len(self.shards)) if parallel and len(self.shards) > 1 else None
+
+    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
+        if self._pool is None:
+            return [shard.query(kb_id, stm, options) for shard in self.shards]
+        return list(self._pool.map(lambda shard: shard.query(kb_id, stm, options), self.shards))
+
+
+def needed_symbols(candidates: Sequence[CandidateMatch]) -> list[str]:
+    """Symbols whose pmf the metrics read: matches and missing of every candidate (spec §2.2)."""
+    return list(dict.fromkeys(s for c in candidates for s in [*c.matches, *flatten(c.missing)]))
+
+
+class Predictor:
+    def __init__(self, shards: ShardClient, read_stats: StatsReader):
+        self.shards = shards
+        self.read_stats = read_stats
+
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        if not flatten(stm):
+            return [], []
+        tops = self.shards.query_many(kb_id, stm, options)
+        merged = [c for top in tops for c in top.candidates]
+        if not merged:
+            return [], []
+        weights = weight_symbols(stm, merged)
+        stats = self.read_stats(kb_id, merged, weights)
+        return score(merged, stm, stats, options.ranking, weights, sum(top.total for top in tops))
