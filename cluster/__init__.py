@@ -1,0 +1,1 @@
+"""The runtime: settings, store engines (ClickHouse, Redis), shard map, Ray bootstrap, CLI, benchmarks."""

@@ -1,0 +1,204 @@
+"""Sessions in Redis as KATO keeps them (spec §3.6, §4.4), plus a cluster-wide per-session lock (§4.5).
+
+- ``kato:session:{id}``: the session JSON; the key's TTL is the session's expiry (authoritative; the JSON's
+  ``expires_at`` is refreshed on save/extend only).
+- ``kato:session:_active_index``: SET of session ids, pruned of ids whose key expired when counting.
+- ``kato:session:node:{node_id}:active``: the node's current session id (get-or-create), same TTL.
+
+Expired vs gone: Redis drops an expired key, so a record that is "expired but not yet reaped" cannot be
+seen. ``exists`` reports ``expired=True`` for an id still in the active index whose key has expired
+(we knew it, its TTL ran out) and ``expired=False`` for an id that was deleted or never existed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+
+SESSION_PREFIX = "kato:session:"
+ACTIVE_INDEX = "kato:session:_active_index"
+LOCK_PREFIX = "kato:lock:session:"
+DEFAULT_TTL_SECONDS = 3600
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class SessionLockTimeout(TimeoutError):
+    """The per-session lock could not be acquired before the deadline."""
+
+
+class SessionLockLost(RuntimeError):
+    """The lock's lease expired while held (another holder may have run concurrently)."""
+
+
+def session_key(session_id: str) -> str:
+    return f"{SESSION_PREFIX}{session_id}"
+
+
+def node_active_key(node_id: str) -> str:
+    return f"{SESSION_PREFIX}node:{node_id}:active"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class SessionStore:
+    def __init__(self, client: redis.Redis, default_ttl: int = DEFAULT_TTL_SECONDS) -> None:
+        self.client = client
+        self.default_ttl = default_ttl
+        self._release = client.register_script(_RELEASE)
+
+    # -------------------------------------------------------------- lifecycle
+    def create(self, node_id: str, ttl_seconds: int | None = None, session_id: str | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """A fresh session record (KATO's fields; ``fields`` override defaults), stored with its TTL."""
+        ttl = int(ttl_seconds if ttl_seconds is not None else self.default_ttl)
+        now = _now()
+        session: dict[str, Any] = {
+            "session_id": session_id or f"session-{uuid.uuid4().hex}",
+            "node_id": node_id,
+            "created_at": now.isoformat(),
+            "last_accessed": now.isoformat(),
+            "expires_at": (now + timedelta(seconds=ttl)).isoformat(),
+            "ttl_seconds": ttl,
+            "stm": [],
+            "emotives_accumulator": [],
+            "metadata_accumulator": [],
+            "time": 0,
+            "percept_data": {},
+            "predictions": [],
+            "session_config": {},
+            "metadata": {},
+            "access_count": 0,
+            "max_stm_size": 1000,
+            "max_emotives_size": 1000,
+            "max_metadata_size": 1000,
+        }
+        session.update(fields)
+        self.save(session)
+        return session
+
+    def save(self, session: dict[str, Any]) -> None:
+        """Store the record and reset its expiry to now + its own ``ttl_seconds``."""
+        ttl = int(session.get("ttl_seconds") or self.default_ttl)
+        now = _now()
+        session["last_accessed"] = now.isoformat()
+        session["expires_at"] = (now + timedelta(seconds=ttl)).isoformat()
+        sid = session["session_id"]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(session_key(sid), json.dumps(session), ex=ttl)
+        pipe.sadd(ACTIVE_INDEX, sid)
+        pipe.set(node_active_key(session["node_id"]), sid, ex=ttl)
+        pipe.execute()
+
+    def get(self, session_id: str, touch: bool = True) -> dict[str, Any] | None:
+        """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND)."""
+        raw = self.client.get(session_key(session_id))
+        if raw is None:
+            return None
+        session = json.loads(_text(raw))
+        if touch:
+            ttl = int(session.get("ttl_seconds") or self.default_ttl)
+            self.client.expire(session_key(session_id), ttl)
+        return session
+
+    def delete(self, session_id: str) -> bool:
+        raw = self.client.get(session_key(session_id))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(session_key(session_id))
+        pipe.srem(ACTIVE_INDEX, session_id)
+        deleted = bool(pipe.execute()[0])
+        if raw is not None:  # drop the node pointer only if it still points at this session
+            node_key = node_active_key(json.loads(_text(raw))["node_id"])
+            self._release(keys=[node_key], args=[session_id])
+        return deleted
+
+    def exists(self, session_id: str) -> dict[str, bool]:
+        """``{"exists", "expired"}`` as ``/sessions/{id}/exists`` reports it (see module doc); no touch."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(session_key(session_id))
+        pipe.sismember(ACTIVE_INDEX, session_id)
+        present, indexed = pipe.execute()
+        return {"exists": bool(present), "expired": bool(not present and indexed)}
+
+    def extend(self, session_id: str, ttl_seconds: int) -> bool:
+        """Set this session's expiry to now + ``ttl_seconds`` (its stored ``ttl_seconds`` is unchanged)."""
+        raw = self.client.get(session_key(session_id))
+        if raw is None:
+            return False
+        session = json.loads(_text(raw))
+        session["expires_at"] = (_now() + timedelta(seconds=int(ttl_seconds))).isoformat()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
+        pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
+        pipe.execute()
+        return True
+
+    def active_for_node(self, node_id: str) -> str | None:
+        """The node's current session id if that session is still alive."""
+        sid = self.client.get(node_active_key(node_id))
+        if sid is None:
+            return None
+        sid = _text(sid)
+        return sid if self.client.exists(session_key(sid)) else None
+
+    def count(self) -> int:
+        """Live sessions; ids whose key has expired are pruned from the index first."""
+        ids = [_text(i) for i in self.client.sscan_iter(ACTIVE_INDEX, count=1000)]
+        if not ids:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.exists(session_key(sid))
+        alive = pipe.execute()
+        dead = [sid for sid, ok in zip(ids, alive) if not ok]
+        if dead:
+            self.client.srem(ACTIVE_INDEX, *dead)
+        return len(ids) - len(dead)
+
+    # ------------------------------------------------------------------- lock
+    @contextmanager
+    def lock(self, session_id: str, timeout: float = 10.0, blocking_timeout: float | None = None
+             ) -> Iterator[str]:
+        """Cluster-wide mutual exclusion on one session, from any process.
+
+        ``timeout`` is the lease: a holder that dies releases it after that many seconds. Acquisition
+        waits at most ``blocking_timeout`` (default ``timeout``) and then raises ``SessionLockTimeout``.
+        Release deletes the key only if it still holds our token (a lease that ran out is not stolen back).
+        """
+        key = f"{LOCK_PREFIX}{session_id}"
+        token = secrets.token_hex(16)
+        lease_ms = max(1, int(timeout * 1000))
+        deadline = time.monotonic() + (timeout if blocking_timeout is None else blocking_timeout)
+        pause = 0.002
+        while not self.client.set(key, token, nx=True, px=lease_ms):
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(f"session {session_id!r} is locked by another request")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        released = False
+        try:
+            yield token
+        finally:
+            released = bool(self._release(keys=[key], args=[token]))
+        if not released:
+            raise SessionLockLost(f"lock lease on session {session_id!r} expired while held")
+

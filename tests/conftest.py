@@ -1,0 +1,62 @@
+"""Shared fixtures for integration tests: a real redis-server and a real embedded ClickHouse (chdb).
+
+chdb binds one data directory per process (a second path fails while the first is open), so the chdb
+store is session-scoped and tests isolate themselves with unique kb_ids (``make_kb_id``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+_kb_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from cluster.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-data"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(embedded_redis) -> Iterator[object]:
+    """A decoded client on a flushed database (tests within one process run one at a time)."""
+    import redis
+
+    client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from cluster.store import ChdbStore
+
+    store = ChdbStore(os.fspath(tmp_path_factory.mktemp("chdb-data")))
+    store.apply_ddl()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def make_kb_id(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Unique kb_ids per test: ``make_kb_id("a")`` -> ``t<n>_<test>_a_kato``."""
+    test = "".join(c if c.isalnum() else "_" for c in request.node.name)[:30]
+
+    def make(tag: str = "") -> str:
+        return f"t{next(_kb_counter)}_{test}_{tag}_kato"
+
+    return make

@@ -1,0 +1,66 @@
+"""EmbeddedRedis: a real redis-server with AOF; sessions and KB statistics survive a restart."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from cluster.embedded_redis import EmbeddedRedis, find_redis_server
+from cluster.engines import default_store_dsn, open_redis
+from cluster.redis_kb import RedisKB
+from cluster.sessions_store import SessionStore
+from serve_app.learning import make_pattern
+
+pytestmark = pytest.mark.integration
+
+
+def test_aof_restart_keeps_sessions_and_statistics(tmp_path):
+    with EmbeddedRedis(tmp_path) as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        kb = RedisKB(client)
+        p = make_pattern([["a", "b"], ["c"]], emotives=[{"joy": 0.5}])
+        kb.learn("n1_kato", p, 5)
+        kb.learn("n1_kato", p, 5)
+        sid = SessionStore(client).create("n1", ttl_seconds=600, stm=[["x"]])["session_id"]
+        before = kb.corpus_stats("n1_kato", [p.name], ["a"], ["a"])
+        client.close()
+        old_pid = server._proc.pid
+        server.restart()
+        assert server._proc.pid != old_pid
+        assert (tmp_path / "redis").is_dir()
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        assert RedisKB(client).corpus_stats("n1_kato", [p.name], ["a"], ["a"]) == before
+        assert before.frequencies == {p.name: 2} and before.affinity == {"a": {"joy": 1.0}}
+        assert SessionStore(client).get(sid)["stm"] == [["x"]]
+        assert client.ttl(f"kato:session:{sid}") > 500
+        client.close()
+    assert not server.running
+
+
+def test_stop_is_clean_and_idempotent(tmp_path):
+    server = EmbeddedRedis(tmp_path)
+    proc = server._proc
+    server.stop()
+    assert proc.returncode is not None
+    server.stop()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(server.url, socket_connect_timeout=0.5).ping()
+
+
+def test_redis_server_lookup_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("KATO_REDIS_SERVER", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        find_redis_server()
+    monkeypatch.delenv("KATO_REDIS_SERVER")
+    assert find_redis_server().endswith("redis-server")
+
+
+def test_open_redis_defaults_to_embedded(tmp_path):
+    client, embedded = open_redis(None, tmp_path)
+    try:
+        assert embedded is not None and client.ping()
+        assert client.set("k", "v") and client.get("k") == "v"
+    finally:
+        client.close()
+        embedded.stop()
+    assert default_store_dsn(tmp_path) == f"chdb://{tmp_path}/chdb"

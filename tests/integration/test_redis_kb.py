@@ -1,0 +1,240 @@
+"""RedisKB against a real redis-server: KATO's key layout, batch == sequential, emotives, metadata, affinity."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cluster.redis_kb import RedisKB, glob_escape
+from schema.naming import pattern_hash
+from serve_app.corpus_metrics import PatternIntrinsics
+from serve_app.learning import LearnedPattern, accumulate_metadata, make_pattern
+
+pytestmark = pytest.mark.integration
+_ids = itertools.count()
+
+
+def dump(client, kb_id: str) -> dict[str, object]:
+    """Every key of a KB with its value, the ``{kb_id}:`` prefix stripped."""
+    out: dict[str, object] = {}
+    for key in client.scan_iter(match=glob_escape(f"{kb_id}:") + "*"):
+        kind = client.type(key)
+        value = {"string": client.get, "hash": client.hgetall, "set": client.smembers}[kind](key)
+        out[key[len(kb_id) + 1:]] = value
+    return out
+
+
+def learned(events, emotives=(), metadata=()) -> LearnedPattern:
+    p = make_pattern(events, emotives, metadata)
+    assert p is not None
+    return p
+
+
+def test_new_pattern_keys(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    p = learned([["a", "b"], ["a"]])
+    assert rk.learn(kb, p, 5) is True
+    d = dump(redis_client, kb)
+    h = p.name
+    assert d == {
+        f"frequency:{h}": "1", f"emotives:{h}": "[]", f"metadata:{h}": "{}",
+        "symbols:freq": {"a": "2", "b": "1"}, "symbols:pmf": {"a": "1", "b": "1"},
+        "global:total_symbols_in_patterns_frequencies": "3",
+        "global:total_pattern_frequencies": "1", "global:total_unique_patterns": "1",
+    }
+    assert rk.learn(kb, p, 5) is False
+    d = dump(redis_client, kb)
+    assert d[f"frequency:{h}"] == "2"
+    assert d["symbols:freq"] == {"a": "4", "b": "2"} and d["symbols:pmf"] == {"a": "1", "b": "1"}
+    assert d["global:total_symbols_in_patterns_frequencies"] == "6"
+    assert d["global:total_pattern_frequencies"] == d["global:total_unique_patterns"] == "1"
+
+
+def test_symbol_to_patterns_only_behind_switch(redis_client, make_kb_id):
+    kb_off, kb_on = make_kb_id("off"), make_kb_id("on")
+    p = learned([["a", "b"]])
+    RedisKB(redis_client).learn(kb_off, p, 5)
+    RedisKB(redis_client, symbol_to_patterns=True).learn(kb_on, p, 5)
+    assert not any(k.startswith("symbol_to_patterns:") for k in dump(redis_client, kb_off))
+    assert dump(redis_client, kb_on)["symbol_to_patterns:a"] == {p.name}
+
+
+def test_emotives_trimmed_to_persistence(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    seven = [{"e": float(i)} for i in range(7)]
+    p = learned([["a"], ["b"]], emotives=seven)
+    rk.learn(kb, p, 5)
+    assert json.loads(redis_client.get(f"{kb}:emotives:{p.name}")) == seven[2:]
+
+    kb2 = make_kb_id("relearn")
+    first = learned([["a"], ["b"]], emotives=[{"x": 1.0}, {"x": 2.0}, {"x": 3.0}])
+    second = learned([["a"], ["b"]], emotives=[{"x": 4.0}, {"x": 5.0}, {"x": 6.0}])
+    rk.learn(kb2, first, 5)
+    rk.learn(kb2, second, 5)
+    assert json.loads(redis_client.get(f"{kb2}:emotives:{first.name}")) == [{"x": v} for v in (2.0, 3.0, 4.0, 5.0, 6.0)]
+    assert rk.pattern_info(kb2, first.name)["frequency"] == 2
+
+
+def test_metadata_union_as_sorted_strings(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    p1 = learned([["a", "b"]], metadata=[{"n": 123, "flag": True}, {"n": 45.67}])
+    p2 = learned([["a", "b"]], metadata=[{"n": "0", "tag": "x"}])
+    rk.learn(kb, p1, 5)
+    assert json.loads(redis_client.get(f"{kb}:metadata:{p1.name}")) == {"n": ["123", "45.67"], "flag": ["True"]}
+    rk.learn(kb, p2, 5)
+    info = rk.pattern_info(kb, p1.name)
+    assert info["metadata"] == {"n": ["0", "123", "45.67"], "flag": ["True"], "tag": ["x"]}
+    assert rk.pattern_info(kb, "f" * 40) is None
+
+
+def test_affinity_running_sum(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    rk.learn(kb, learned([["A"], ["B"]], emotives=[{"joy": 0.8}, {"joy": 0.4}]), 5)
+    assert rk.symbol_affinity(kb, "A") == pytest.approx({"joy": 0.6})
+    assert rk.symbol_affinity(kb, "B") == pytest.approx({"joy": 0.6})
+    rk.learn(kb, learned([["B"], ["C"]], emotives=[{"joy": 2.0}]), 5)
+    everything = rk.affinities(kb)
+    assert sorted(everything) == ["A", "B", "C"]
+    for symbol, joy in (("A", 0.6), ("B", 2.6), ("C", 2.0)):
+        assert everything[symbol] == pytest.approx({"joy": joy})
+    rk.learn(kb, learned([["D"], ["E"]]), 5)  # no emotives: no affinity key
+    assert redis_client.exists(f"{kb}:affinity:D") == 0
+    assert rk.symbol_affinity(kb, "unknown") == {}
+    # varying keys accumulate per key
+    rk.learn(kb, learned([["A"], ["Z"]], emotives=[{"joy": 1.0}, {"fear": 3.0}]), 5)
+    assert rk.symbol_affinity(kb, "A") == pytest.approx({"joy": 1.6, "fear": 3.0})
+
+
+def test_symbol_stats_and_corpus_stats(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    p1 = learned([["a", "b"], ["c"]], emotives=[{"joy": 1.0}])
+    p2 = learned([["a"], ["d"]])
+    rk.learn_batch(kb, [p1, p2, p1], 5)
+    assert rk.symbol_stats(kb) == {
+        "a": {"name": "a", "frequency": 3, "pattern_member_frequency": 2},
+        "b": {"name": "b", "frequency": 2, "pattern_member_frequency": 1},
+        "c": {"name": "c", "frequency": 2, "pattern_member_frequency": 1},
+        "d": {"name": "d", "frequency": 1, "pattern_member_frequency": 1},
+    }
+    intr = PatternIntrinsics(1.5, 0.75, 0.25, {"a": 0.5, "d": 0.5})
+    rk.write_intrinsics(kb, {p2.name: intr})
+    stats = rk.corpus_stats(kb, [p1.name, p2.name, "0" * 40], ["a", "d", "zz"], weight_symbols=["a", "zz"])
+    assert stats.total_symbols == 4
+    assert stats.total_unique_patterns == 2 and stats.total_pattern_frequencies == 2
+    assert stats.frequencies == {p1.name: 2, p2.name: 1}
+    assert stats.emotives == {p1.name: [{"joy": 1.0}, {"joy": 1.0}], p2.name: []}
+    assert stats.pmf == {"a": 2, "d": 1}
+    assert stats.symbol_freq == {"a": 3}
+    assert stats.affinity == {"a": {"joy": 2.0}}
+    assert stats.intrinsics == {p2.name: intr}
+    empty = rk.corpus_stats(make_kb_id("none"), [], [])
+    assert (empty.total_symbols, empty.total_unique_patterns, empty.frequencies) == (0, 0, {})
+
+
+def test_corpus_stats_is_one_round_trip(redis_client, make_kb_id):
+    kb = make_kb_id()
+    rk = RedisKB(redis_client)
+    rk.learn(kb, learned([["a", "b"]]), 5)
+    before = int(redis_client.info("stats")["total_connections_received"])
+    calls = []
+    original = redis_client.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        calls.append(pipe)
+        return pipe
+
+    redis_client.pipeline = counting_pipeline
+    try:
+        rk.corpus_stats(kb, ["x"] * 3, ["a"], ["a", "b"])
+    finally:
+        redis_client.pipeline = original
+    assert len(calls) == 1
+    assert int(redis_client.info("stats")["total_connections_received"]) - before <= 1
+
+
+# --------------------------------------------------------------- batch == sequential
+_symbols = st.sampled_from(["a", "b", "c", "d", "e*", "f[1]"])
+_event = st.lists(_symbols, min_size=1, max_size=3)
+_events = st.lists(_event, min_size=1, max_size=3).filter(lambda ev: sum(map(len, ev)) >= 2)
+_emotive = st.dictionaries(st.sampled_from(["joy", "fear"]), st.floats(-5, 5, allow_nan=False, width=32),
+                           min_size=1, max_size=2)
+_meta = st.dictionaries(st.sampled_from(["k", "n"]), st.one_of(st.integers(-3, 3), st.booleans(),
+                                                               st.sampled_from(["x", "y"])), min_size=1)
+
+
+@st.composite
+def _learns(draw) -> list[LearnedPattern]:
+    shapes = draw(st.lists(_events, min_size=1, max_size=4))
+    out = []
+    for _ in range(draw(st.integers(1, 12))):
+        events = draw(st.sampled_from(shapes))  # repeats of the same pattern are likely
+        emotives = draw(st.lists(_emotive, max_size=7))
+        metadata = draw(st.lists(_meta, max_size=2))
+        out.append(LearnedPattern(name=pattern_hash(events), events=[list(e) for e in events],
+                                  emotives=emotives, metadata=accumulate_metadata(metadata)))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(learns=_learns(), persistence=st.integers(1, 6), switch=st.booleans(), chunk=st.integers(1, 5))
+def test_batched_statistics_equal_one_by_one(redis_client, learns, persistence, switch, chunk):
+    n = next(_ids)
+    seq_kb, batch_kb = f"seq{n}_kato", f"batch{n}_kato"
+    rk = RedisKB(redis_client, symbol_to_patterns=switch)
+    seq_new = [rk.learn(seq_kb, p, persistence) for p in learns]
+    batch_new = []
+    for i in range(0, len(learns), chunk):
+        batch_new += rk.learn_batch(batch_kb, learns[i:i + chunk], persistence)
+    assert batch_new == seq_new
+    assert dump(redis_client, batch_kb) == dump(redis_client, seq_kb)
+    assert sum(seq_new) == len({p.name for p in learns})
+
+
+def test_concurrent_learns_lose_no_emotives(embedded_redis, redis_client, make_kb_id):
+    import redis
+
+    kb = make_kb_id()
+    events = [["a"], ["b"]]
+    threads_n, per_thread = 6, 15
+
+    def worker(t: int) -> None:
+        client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+        rk = RedisKB(client)
+        for i in range(per_thread):
+            rk.learn(kb, learned(events, emotives=[{"t": float(t)}], metadata=[{"m": f"{t}-{i}"}]), 100)
+        client.close()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    info = RedisKB(redis_client).pattern_info(kb, pattern_hash(events))
+    assert info["frequency"] == threads_n * per_thread
+    assert len(info["emotives"]) == threads_n * per_thread
+    assert len(info["metadata"]["m"]) == threads_n * per_thread
+    assert redis_client.get(f"{kb}:global:total_unique_patterns") == "1"
+
+
+def test_clear_kb_uses_literal_prefix(redis_client, make_kb_id):
+    rk = RedisKB(redis_client)
+    p = learned([["a", "b"]], emotives=[{"joy": 1.0}])
+    tricky = "n*de_kato"  # a glob in the kb_id must not match other KBs
+    victim = "node_kato"
+    for kb in (tricky, victim):
+        rk.learn(kb, p, 5)
+    before = dump(redis_client, victim)
+    assert rk.clear_kb(tricky) == len(dump(redis_client, victim))
+    assert dump(redis_client, tricky) == {}
+    assert dump(redis_client, victim) == before

@@ -1,0 +1,134 @@
+"""Sessions (TTL, index, exists/expired) and the cluster-wide per-session lock, on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from cluster.sessions_store import (
+    ACTIVE_INDEX,
+    SessionLockLost,
+    SessionLockTimeout,
+    SessionStore,
+    node_active_key,
+    session_key,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_create_get_save_delete(redis_client):
+    store = SessionStore(redis_client)
+    s = store.create("node-1", ttl_seconds=120)
+    sid = s["session_id"]
+    assert 115 <= redis_client.ttl(session_key(sid)) <= 120
+    assert redis_client.get(node_active_key("node-1")) == sid
+    assert store.active_for_node("node-1") == sid
+    s["stm"] = [["a"]]
+    store.save(s)
+    assert store.get(sid)["stm"] == [["a"]]
+    assert store.exists(sid) == {"exists": True, "expired": False}
+    assert store.count() == 1
+    assert store.delete(sid) is True
+    assert store.get(sid) is None and store.count() == 0
+    assert store.exists(sid) == {"exists": False, "expired": False}
+    assert redis_client.exists(node_active_key("node-1")) == 0
+    assert store.delete(sid) is False
+
+
+def test_ttl_expiry_and_sliding_window(redis_client):
+    store = SessionStore(redis_client)
+    short = store.create("n", ttl_seconds=1)["session_id"]
+    sliding = store.create("m", ttl_seconds=2)["session_id"]
+    for _ in range(3):
+        time.sleep(0.8)
+        assert store.get(sliding) is not None  # each access resets the 2 s window
+    time.sleep(0.6)
+    assert store.get(short) is None
+    assert store.exists(short) == {"exists": False, "expired": True}
+    assert store.count() == 1
+    assert redis_client.sismember(ACTIVE_INDEX, short) == 0  # pruned by count()
+    assert store.exists(sliding)["exists"] is True
+
+
+def test_extend_sets_key_ttl(redis_client):
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+    assert store.extend(sid, 600) is True
+    assert redis_client.ttl(session_key(sid)) > 500
+    assert store.get(sid)["ttl_seconds"] == 60
+    assert store.extend("missing", 10) is False
+
+
+def test_lock_mutual_exclusion_across_clients(embedded_redis, redis_client):
+    inside, overlaps, done = [0], [0], []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+        store = SessionStore(client)
+        for _ in range(10):
+            with store.lock("s1", timeout=5):
+                with guard:
+                    inside[0] += 1
+                    if inside[0] > 1:
+                        overlaps[0] += 1
+                time.sleep(0.002)
+                with guard:
+                    inside[0] -= 1
+                done.append(1)
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 50 and overlaps[0] == 0
+    assert redis_client.exists("kato:lock:session:s1") == 0
+
+
+def test_lock_read_modify_write_counts_every_update(embedded_redis, redis_client):
+    """Ten concurrent observe-like updates of one session record give ten events."""
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+
+    def observe(i: int) -> None:
+        client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+        s = SessionStore(client)
+        with s.lock(sid):
+            session = s.get(sid)
+            time.sleep(0.005)
+            session["stm"].append([f"e{i}"])
+            s.save(session)
+        client.close()
+
+    threads = [threading.Thread(target=observe, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.get(sid)["stm"]) == 10
+
+
+def test_lock_timeout_and_expiry_after_holder_dies(redis_client):
+    store = SessionStore(redis_client)
+    dead = store.lock("s2", timeout=0.5)
+    dead.__enter__()  # acquired and never released: the holder "dies"
+    start = time.monotonic()
+    with pytest.raises(SessionLockTimeout), store.lock("s2", timeout=5, blocking_timeout=0.1):
+        pass
+    assert time.monotonic() - start < 1.0
+    with store.lock("s2", timeout=5, blocking_timeout=2.0):  # lease of the dead holder runs out
+        assert time.monotonic() - start >= 0.4
+
+
+def test_lock_lease_lost_is_reported(redis_client):
+    store = SessionStore(redis_client)
+    with pytest.raises(SessionLockLost), store.lock("s3", timeout=0.1):
+        time.sleep(0.3)
+        with store.lock("s3", timeout=5, blocking_timeout=0):  # someone else takes it meanwhile
+            pass
