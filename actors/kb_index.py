@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from actors.columns import GrowableArray, Vocabulary
+from actors.lsh import MinhashIndex, VocabularyRows
 
 
 class KBIndex:
@@ -28,6 +29,8 @@ class KBIndex:
         self.event_offsets = GrowableArray(np.int64, 256)
         self.event_offsets.append(0)
         self.lengths = GrowableArray(np.int32, 256)
+        self.distinct_counts = GrowableArray(np.int32, 256)
+        self.minhash: MinhashIndex | None = None
         self.postings: dict[int, GrowableArray] = {}
         self.first_token: dict[int, GrowableArray] = {}
         self._joined: list[str] | None = None
@@ -71,7 +74,8 @@ class KBIndex:
         self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int32))
         self.event_offsets.extend(self.event_offsets.view()[-1] + np.cumsum(np.asarray(event_counts)))
         owners = np.repeat(np.asarray(new_ids, dtype=np.int64), lengths)
-        self._index_postings(tokens, owners)
+        distinct_owners = self._index_postings(tokens, owners)
+        self.distinct_counts.extend(np.bincount(distinct_owners - new_ids[0], minlength=len(new_ids)))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         firsts = np.where(lengths > 0, tokens[np.minimum(starts, max(len(tokens) - 1, 0))], -1)
         for local, first in zip(new_ids, firsts.tolist()):
@@ -80,16 +84,20 @@ class KBIndex:
         if self._joined is not None:
             self._joined.extend(" ".join(self.symbols_of(i)) for i in new_ids)
         self._names_array = None
+        if self.minhash is not None:
+            self.minhash.extend(self.tokens.view(), self.offsets.view())
         return len(new_ids)
 
-    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray) -> None:
+    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """Append each (token, pattern) pair once; returns the owner of every distinct pair."""
         pairs = np.unique(np.stack([tokens.astype(np.int64), owners]), axis=1)
         if pairs.shape[1] == 0:
-            return
+            return pairs[1]
         token_ids = pairs[0]
         cuts = np.flatnonzero(np.diff(token_ids)) + 1
         for chunk_tokens, chunk_owners in zip(np.split(token_ids, cuts), np.split(pairs[1], cuts)):
             self.postings.setdefault(int(chunk_tokens[0]), GrowableArray(np.int64, 8)).extend(chunk_owners)
+        return pairs[1]
 
     def symbols_of(self, local: int) -> list[str]:
         offsets = self.offsets.view()
@@ -128,6 +136,22 @@ class KBIndex:
         found = self.first_token.get(token_id)
         return np.sort(found.view()) if found is not None else np.empty(0, dtype=np.int64)
 
+    def minhash_index(self, rows: VocabularyRows) -> MinhashIndex:
+        """The KB's LSH index, built on first use and kept up to date by ``add`` afterwards."""
+        if self.minhash is None:
+            self.minhash = MinhashIndex(rows)
+            self.minhash.extend(self.tokens.view(), self.offsets.view())
+        return self.minhash
+
+    def shared_token_counts(self, token_ids: np.ndarray) -> np.ndarray:
+        """For every pattern, how many of these distinct (known) tokens it contains."""
+        counts = np.zeros(len(self.names), dtype=np.int64)
+        for t in np.unique(token_ids).tolist():
+            posting = self.postings.get(t)
+            if posting is not None:
+                counts[posting.view()] += 1
+        return counts
+
     def all_ids(self) -> np.ndarray:
         return np.arange(len(self.names), dtype=np.int64)
 
@@ -135,4 +159,5 @@ class KBIndex:
     def nbytes(self) -> int:
         arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.lengths)
         postings = sum(p.nbytes for p in self.postings.values())
-        return sum(a.nbytes for a in arrays) + postings
+        lsh = self.minhash.nbytes if self.minhash is not None else 0
+        return sum(a.nbytes for a in arrays) + postings + self.distinct_counts.nbytes + lsh

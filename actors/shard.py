@@ -15,7 +15,9 @@ from rapidfuzz import fuzz, process
 
 from actors import kernels
 from actors.columns import Vocabulary
+from actors.filters import pipeline_candidates
 from actors.kb_index import KBIndex
+from actors.lsh import VocabularyRows
 from actors.matching import CandidateMatch, extract
 from schema.events import flatten
 from serve_app.reference_engine import QueryOptions
@@ -45,6 +47,7 @@ class Shard:
         self.bucket_lo = bucket_lo
         self.bucket_hi = bucket_hi
         self.vocabulary = Vocabulary()
+        self.vocabulary_rows = VocabularyRows(self.vocabulary)
         self.kbs: dict[str, KBIndex] = {}
 
     def kb(self, kb_id: str) -> KBIndex:
@@ -68,9 +71,8 @@ class Shard:
                           {kb: len(index) for kb, index in self.kbs.items()}, len(self.vocabulary),
                           sum(index.nbytes for index in self.kbs.values()))
 
-    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
-              allowed: np.ndarray | None = None) -> LocalTop:
-        """Local top candidates for an STM. ``allowed`` restricts to a candidate set (filter pipeline)."""
+    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
+        """Local top candidates for an STM (spec §2.3, §2.4, §3.1)."""
         index = self.kbs.get(kb_id)
         state = flatten(stm)
         if index is None or not state or len(index) == 0:
@@ -81,13 +83,17 @@ class Shard:
         fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
         if single:
             candidates = index.starting_with(int(state_ids[0])) if state_ids[0] >= 0 else np.empty(0, np.int64)
+        elif options.filter_pipeline:
+            candidates = pipeline_candidates(index, self.vocabulary_rows, state, state_ids, options)
         elif cutoff <= 0.0:
             candidates = index.all_ids()
         else:
             candidates = index.containing_any(state_ids[state_ids >= 0])
+        if not single and cutoff > 0.0:
+            if options.filter_pipeline:
+                sharing = index.containing_any(state_ids[state_ids >= 0])
+                candidates = np.intersect1d(candidates, sharing, assume_unique=True)
             candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
-        if allowed is not None:
-            candidates = np.intersect1d(candidates, allowed, assume_unique=True)
         if candidates.shape[0] == 0:
             return LocalTop()
         sims = self._similarities(index, candidates, state, state_ids, options.use_token_matching)

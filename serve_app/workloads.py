@@ -33,3 +33,20 @@ def standard_queries(patterns: list[list[list[str]]], q: int, seed: int = 1, fra
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(patterns), size=q).tolist()
     return [patterns[i][:max(1, math.ceil(len(patterns[i]) * fraction))] for i in picks]
+
+
+def near_duplicate_patterns(bases: int, copies: int, length: int = 20, substitutions: int = 1, seed: int = 0,
+                            vocabulary: int = 50_000) -> list[list[list[str]]]:
+    """Families of near-duplicates for the ``minhash`` pipeline: a base pattern of ``length`` single-symbol
+    events and ``copies`` variants with up to ``substitutions`` symbols replaced."""
+    rng = np.random.default_rng(seed)
+    corpus: list[list[list[str]]] = []
+    for _ in range(bases):
+        base = [f"word_{i}" for i in rng.choice(vocabulary, size=length, replace=False).tolist()]
+        corpus.append([[s] for s in base])
+        for _ in range(copies):
+            variant = list(base)
+            for pos in rng.choice(length, size=int(rng.integers(0, substitutions + 1)), replace=False).tolist():
+                variant[pos] = f"word_{int(rng.integers(vocabulary))}"
+            corpus.append([[s] for s in variant])
+    return corpus
