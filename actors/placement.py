@@ -33,3 +33,11 @@ def owners(buckets: np.ndarray, ranges: Sequence[BucketRange]) -> np.ndarray:
     his = np.array([r.hi for r in ranges])
     ids = np.array([r.shard_id for r in ranges])
     return ids[np.searchsorted(his, buckets)]
+
+
+def split_by_owner(table, ranges: Sequence[BucketRange]) -> list:
+    """Rows of a pattern table (with its ``bucket`` column) per owning shard, in shard-id order."""
+    import pyarrow as pa
+
+    owner = owners(table.column("bucket").to_numpy().astype(np.int64), ranges)
+    return [table.filter(pa.array(owner == r.shard_id)) for r in ranges]

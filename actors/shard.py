@@ -66,6 +66,16 @@ class Shard:
         index = self.kbs.get(kb_id)
         return len(index) if index is not None else 0
 
+    def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
+        """Every (name, events) of a KB held here."""
+        index = self.kbs.get(kb_id)
+        return [] if index is None else [(name, index.events_of(i)) for i, name in enumerate(index.names)]
+
+    def get(self, kb_id: str, name: str) -> list[list[str]] | None:
+        index = self.kbs.get(kb_id)
+        local = None if index is None else index.local_ids.get(name)
+        return None if local is None else index.events_of(local)
+
     def stats(self) -> ShardStats:
         return ShardStats(self.shard_id, self.bucket_lo, self.bucket_hi,
                           {kb: len(index) for kb, index in self.kbs.items()}, len(self.vocabulary),

@@ -28,7 +28,8 @@ StatsReader = Callable[[str, list[CandidateMatch], list[str]], CorpusStats]
 
 
 class LocalShards:
-    """In-process shards, queried in parallel threads (the kernels release the GIL)."""
+    """In-process shards (``Shard`` or ``StoredShard``), queried in parallel threads (the kernels release
+    the GIL)."""
 
     def __init__(self, shards: Sequence[Any], parallel: bool = True):
         self.shards = list(shards)
@@ -38,6 +39,22 @@ class LocalShards:
         if self._pool is None:
             return [shard.query(kb_id, stm, options) for shard in self.shards]
         return list(self._pool.map(lambda shard: shard.query(kb_id, stm, options), self.shards))
+
+    def add_tables(self, tables: Sequence[Any]) -> int:
+        return sum(shard.add_table(t) for shard, t in zip(self.shards, tables) if t is not None and t.num_rows)
+
+    def drop_kb(self, kb_id: str) -> None:
+        for shard in self.shards:
+            shard.drop_kb(kb_id)
+
+    def stats(self) -> list[Any]:
+        return [shard.stats() for shard in self.shards]
+
+    def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
+        return [item for shard in self.shards for item in shard.export(kb_id)]
+
+    def get(self, kb_id: str, name: str) -> list[list[str]] | None:
+        return next((e for shard in self.shards if (e := shard.get(kb_id, name)) is not None), None)
 
 
 def needed_symbols(candidates: Sequence[CandidateMatch]) -> list[str]:

@@ -60,3 +60,18 @@ def make_kb_id(request: pytest.FixtureRequest) -> Callable[[str], str]:
         return f"t{next(_kb_counter)}_{test}_{tag}_kato"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    """One local Ray cluster for the whole test session (workers import the project from this checkout)."""
+    import ray
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

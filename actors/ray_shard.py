@@ -1,0 +1,123 @@
+"""Thin Ray wrapper: a named, restartable actor around ``StoredShard``.
+
+A shard actor that dies is restarted by Ray (``max_restarts``) and reloads its bucket range from its store
+in ``__init__``, so every acknowledged add survives. In embedded mode each shard owns its own chdb data
+directory (chdb allows one process per directory); with a ClickHouse server all shards share the tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pyarrow as pa
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from actors.shard import LocalTop, Shard, ShardStats
+from actors.stored_shard import StoredShard
+from serve_app.reference_engine import QueryOptions
+
+ACTOR_PREFIX = "kato-shard-"
+TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class ShardUnavailable(RuntimeError):
+    """A shard actor is restarting; the request may be retried."""
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class ShardActor:
+    def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None):
+        store = None
+        if store_dsn:
+            from cluster.engines import open_store
+
+            store = open_store(store_dsn, ".")
+        self.inner = StoredShard(Shard(shard_id, lo, hi), store)
+        self.loaded = self.inner.load()
+
+    def ready(self) -> int:
+        return self.loaded
+
+    def query(self, kb_id: str, stm: list[list[str]], options: QueryOptions) -> LocalTop:
+        return self.inner.query(kb_id, stm, options)
+
+    def add_table(self, table: pa.Table) -> int:
+        return self.inner.add_table(table)
+
+    def drop_kb(self, kb_id: str) -> None:
+        self.inner.drop_kb(kb_id)
+
+    def stats(self) -> ShardStats:
+        return self.inner.stats()
+
+    def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
+        return self.inner.export(kb_id)
+
+    def get(self, kb_id: str, name: str) -> list[list[str]] | None:
+        return self.inner.get(kb_id, name)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Sequence[str | None],
+                       namespace: str, detached: bool = False) -> list[ray.actor.ActorHandle]:
+    """Start (or reuse) one named actor per bucket range and wait until each has loaded its range."""
+    handles = [
+        ShardActor.options(name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
+                           lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn)
+        for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
+    ]
+    ray.get([h.ready.remote() for h in handles])
+    return handles
+
+
+class RayShards:
+    """``ShardClient`` over shard actors; a restarting shard surfaces as ``ShardUnavailable``."""
+
+    def __init__(self, handles: Sequence[ray.actor.ActorHandle], timeout: float = 30.0):
+        self.handles = list(handles)
+        self.timeout = timeout
+
+    def _get(self, refs):
+        try:
+            return ray.get(refs, timeout=self.timeout)
+        except TRANSIENT_ERRORS as error:
+            raise ShardUnavailable(str(error)) from error
+
+    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
+        stm = [list(e) for e in stm]
+        return self._get([h.query.remote(kb_id, stm, options) for h in self.handles])
+
+    def add_tables(self, tables: Sequence[pa.Table | None]) -> int:
+        refs = [h.add_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]
+        return sum(self._get(refs)) if refs else 0
+
+    def drop_kb(self, kb_id: str) -> None:
+        self._get([h.drop_kb.remote(kb_id) for h in self.handles])
+
+    def stats(self) -> list[ShardStats]:
+        return self._get([h.stats.remote() for h in self.handles])
+
+    def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
+        return [item for part in self._get([h.export.remote(kb_id) for h in self.handles]) for item in part]
+
+    def get(self, kb_id: str, name: str) -> list[list[str]] | None:
+        return next((e for e in self._get([h.get.remote(kb_id, name) for h in self.handles]) if e is not None),
+                    None)
+
+    def wait_ready(self, deadline_seconds: float = 60.0) -> None:
+        """Block until every shard answers (e.g. after a restart)."""
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            try:
+                self._get([h.ready.remote() for h in self.handles])
+                return
+            except ShardUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
