@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time as _time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ DEFAULT_TTL_SECONDS = 3600
 
 
 def new_session_id() -> str:
+    """KATO's format: ``session-<uuid4 hex>-<ms epoch>``."""
     return f"session-{uuid.uuid4().hex}-{int(_time.time() * 1000)}"
 
 
@@ -23,11 +23,13 @@ def iso(ts: float) -> str:
 
 @dataclass
 class SessionState:
+    """The fields of KATO's session JSON; timestamps are ISO strings as the session store writes them."""
+
     session_id: str
     node_id: str
-    created_at: float = field(default_factory=_time.time)
-    last_accessed: float = field(default_factory=_time.time)
-    expires_at: float = 0.0
+    created_at: str = ""
+    last_accessed: str = ""
+    expires_at: str = ""
     ttl_seconds: int = DEFAULT_TTL_SECONDS
     stm: list[list[str]] = field(default_factory=list)
     emotives_accumulator: list[dict[str, float]] = field(default_factory=list)
@@ -42,20 +44,12 @@ class SessionState:
     max_emotives_size: int = MAX_ACCUMULATOR_ENTRIES
     max_metadata_size: int = MAX_ACCUMULATOR_ENTRIES
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> SessionState:
-        data = json.loads(raw)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def touch(self, ttl_seconds: int | None = None) -> None:
-        now = _time.time()
-        self.last_accessed = now
-        self.access_count += 1
-        self.expires_at = now + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds)
+    def from_dict(cls, data: dict[str, Any]) -> SessionState:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def clear_short_term(self) -> None:
         self.stm = []

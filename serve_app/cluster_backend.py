@@ -90,6 +90,9 @@ class ClusterBackend:
             self.vector_store.insert_vectors(kb_id, names, [json.loads(pending[n]) for n in names])
             self.redis_kb.client.hdel(self._pending_key(kb_id), *names)
 
+    def pattern_events(self, kb_id: str, name: str) -> list[list[str]] | None:
+        return self.shards.get(kb_id, name)
+
     def clear_kb(self, kb_id: str) -> None:
         """clear-all: the KB's patterns on every shard, its vectors and every ``{kb_id}:*`` key."""
         self.shards.drop_kb(kb_id)

@@ -1,0 +1,275 @@
+"""The KATO HTTP API as a FastAPI app around ``KatoService`` (spec §4).
+
+The app is built once per process; ``ServiceHolder.service`` is set by whoever hosts it (the Ray Serve
+ingress replica, or a plain uvicorn server in single-process mode and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.config import ConfigValidationError
+from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
+from serve_app.service import KatoService, resolve_node
+
+SESSION_PATH = re.compile(r"^/sessions/(?P<sid>[^/]+)(?P<rest>/.*)?$")
+NOT_A_SESSION = {"count"}
+
+
+@dataclass
+class ServiceHolder:
+    service: KatoService | None = None
+    monitor: Any = None  # serve_app.monitoring.Monitor
+    events: Any = None  # serve_app.events.EventBus
+
+    def require(self) -> KatoService:
+        if self.service is None:
+            raise ServiceUnavailable("service is starting")
+        return self.service
+
+
+def build_app(holder: ServiceHolder) -> FastAPI:
+    app = FastAPI(title="kato-cluster", version="0.1.0",
+                  description="KATO-compatible pattern memory and prediction service, sharded on Ray.")
+
+    async def call(fn, *args):
+        return await run_in_threadpool(fn, *args)
+
+    @app.middleware("http")
+    async def kato_conventions(request: Request, call_next):
+        """Trace and session headers, the session-404 check before validation, request metrics."""
+        start = time.perf_counter()
+        trace_id = request.headers.get("x-trace-id") or uuid.uuid4().hex
+        match = SESSION_PATH.match(request.url.path)
+        session_id = match.group("sid") if match and match.group("sid") not in NOT_A_SESSION else None
+        response = None
+        if session_id is not None and holder.service is not None:
+            rest = match.group("rest") or ""
+            checked = (rest and rest != "/exists") or (not rest and request.method == "DELETE")
+            if checked and not await call(lambda: holder.service.sessions.exists(session_id)["exists"]):
+                error = SessionNotFound(session_id)
+                response = JSONResponse(error.body(), status_code=404)
+        if response is None:
+            response = await call_next(request)
+        response.headers["X-Trace-ID"] = trace_id
+        if session_id is not None:
+            response.headers["X-Session-ID"] = session_id
+        if holder.monitor is not None:
+            elapsed = time.perf_counter() - start
+            await call(holder.monitor.record_request, request.url.path, response.status_code, elapsed)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError):
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(ConfigValidationError)
+    async def config_error(_request: Request, error: ConfigValidationError):
+        return JSONResponse({"detail": error.detail()}, status_code=400)
+
+    # ------------------------------------------------------------------ sessions
+    @app.post("/sessions", summary="Create a session for a node")
+    async def create_session(body: CreateSessionRequest):
+        return await call(holder.require().create_session, body)
+
+    @app.get("/sessions/count", summary="Number of live sessions")
+    async def count_sessions():
+        return await call(holder.require().count_sessions)
+
+    @app.get("/sessions/{session_id}/exists", summary="Whether a session exists (never extends it)")
+    async def session_exists(session_id: str):
+        return await call(holder.require().session_exists, session_id)
+
+    @app.get("/sessions/{session_id}", summary="Session details, with the remaining TTL")
+    async def get_session(session_id: str):
+        return await call(holder.require().get_session, session_id)
+
+    @app.delete("/sessions/{session_id}", summary="Delete a session (its node's patterns stay)")
+    async def delete_session(session_id: str):
+        return await call(holder.require().delete_session, session_id)
+
+    @app.get("/sessions/{session_id}/config", summary="Effective session configuration")
+    async def get_config(session_id: str):
+        return await call(holder.require().get_config, session_id)
+
+    @app.post("/sessions/{session_id}/config", summary="Update the session configuration")
+    async def update_config(session_id: str, body: dict[str, Any] = Body(...)):
+        return await call(holder.require().update_config, session_id, body)
+
+    @app.post("/sessions/{session_id}/extend", summary="Set the session's expiry to now + ttl_seconds")
+    async def extend_session(session_id: str, ttl_seconds: int = Query(3600)):
+        return await call(holder.require().extend_session, session_id, ttl_seconds)
+
+    @app.post("/sessions/{session_id}/observe", summary="Observe one event")
+    async def observe(session_id: str, body: ObservationData):
+        return await call(holder.require().observe, session_id, body)
+
+    @app.post("/sessions/{session_id}/observe-sequence", summary="Observe a sequence of events")
+    async def observe_sequence(session_id: str, body: ObservationSequenceRequest):
+        return await call(holder.require().observe_sequence, session_id, body)
+
+    @app.get("/sessions/{session_id}/stm", summary="Short-term memory")
+    async def stm(session_id: str):
+        return await call(holder.require().stm, session_id)
+
+    @app.post("/sessions/{session_id}/learn", summary="Learn the STM as a pattern")
+    async def learn(session_id: str):
+        return await call(holder.require().learn, session_id)
+
+    @app.post("/sessions/{session_id}/finalize-training", summary="Precompute whole-pattern entropies")
+    async def finalize_training(session_id: str):
+        return await call(holder.require().finalize_training, session_id)
+
+    @app.post("/sessions/{session_id}/clear-stm", summary="Clear STM and accumulators")
+    async def clear_stm(session_id: str):
+        return await call(holder.require().clear_stm, session_id)
+
+    @app.post("/sessions/{session_id}/clear-all", summary="Wipe the node's long-term memory and this STM")
+    async def clear_all(session_id: str):
+        return await call(holder.require().clear_all, session_id)
+
+    @app.get("/sessions/{session_id}/predictions", summary="Predictions for the current STM")
+    async def predictions(session_id: str):
+        return await call(holder.require().predictions, session_id)
+
+    @app.get("/sessions/{session_id}/percept-data", summary="Last percept of the session")
+    async def percept_data(session_id: str):
+        return await call(holder.require().percept_data, session_id)
+
+    @app.get("/sessions/{session_id}/cognition-data", summary="Cognition snapshot of the session")
+    async def cognition_data(session_id: str):
+        return await call(holder.require().cognition_data, session_id)
+
+    # ---------------------------------------------------------------- node level
+    def node_of(request: Request, node_id: str | None) -> str:
+        return resolve_node(node_id, request.headers.get("x-test-id"), request.headers.get("x-node-id"))
+
+    @app.get("/pattern/{pattern_id}", summary="A stored pattern of the node")
+    async def pattern(pattern_id: str, request: Request, node_id: str | None = None):
+        return await call(holder.require().pattern, node_of(request, node_id), pattern_id)
+
+    @app.get("/symbols/affinity", summary="Affinity of every symbol of the node")
+    async def affinities(request: Request, node_id: str | None = None):
+        return await call(holder.require().affinities, node_of(request, node_id))
+
+    @app.get("/symbols/stats", summary="Frequency statistics of every symbol of the node")
+    async def symbol_stats(request: Request, node_id: str | None = None):
+        return await call(holder.require().symbol_stats, node_of(request, node_id))
+
+    @app.get("/symbols/{symbol}/affinity", summary="Affinity of one symbol")
+    async def symbol_affinity(symbol: str, request: Request, node_id: str | None = None):
+        return await call(holder.require().symbol_affinity, node_of(request, node_id), symbol)
+
+    @app.get("/percept-data", summary="Deprecated: use the session endpoint")
+    async def deprecated_percept(request: Request, node_id: str | None = None):
+        return await call(holder.require().deprecated_percept, node_of(request, node_id))
+
+    @app.get("/cognition-data", summary="Deprecated: use the session endpoint")
+    async def deprecated_cognition(request: Request, node_id: str | None = None):
+        return await call(holder.require().deprecated_cognition, node_of(request, node_id))
+
+    install_monitoring_routes(app, holder)
+    return app
+
+
+def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
+    """Service endpoints: /, /health, /status, /metrics, /stats, /metrics/{name}, diagnostics, /ws/events."""
+
+    def sessions_active() -> int:
+        return holder.require().sessions.count()
+
+    def monitor():
+        if holder.monitor is None:
+            raise ServiceUnavailable("monitoring is starting")
+        return holder.monitor
+
+    def processors() -> dict[str, Any]:
+        service = holder.require()
+        shards = service.backend.shards.stats()
+        return {"total_processors": len(shards), "max_processors": len(shards), "eviction_ttl_seconds": 0,
+                "processors": [{"processor_id": f"shard-{s.shard_id}",
+                                "node_id": f"buckets {s.bucket_lo}-{s.bucket_hi}", "created_at": None,
+                                "last_accessed": None, "access_count": 0, "idle_seconds": 0.0,
+                                "patterns_per_kb": s.patterns_per_kb} for s in shards]}
+
+    @app.get("/", summary="Service description")
+    async def root():
+        return monitor().root()
+
+    @app.get("/health", summary="Health of the service")
+    async def health():
+        return await run_in_threadpool(lambda: monitor().health(sessions_active()))
+
+    @app.get("/status", summary="Service status, sessions and shards")
+    async def status():
+        return await run_in_threadpool(
+            lambda: monitor().status({"active": sessions_active()}, processors()))
+
+    @app.get("/metrics", summary="Cluster-wide request, session, resource and database metrics")
+    async def metrics():
+        return await run_in_threadpool(lambda: monitor().metrics(sessions_active(), processors()))
+
+    @app.get("/stats", summary="Time series of the last minutes")
+    async def stats(minutes: int = Query(10, ge=1, le=1440)):
+        return await run_in_threadpool(
+            lambda: monitor().stats(minutes, processors(), monitor().health(sessions_active())))
+
+    @app.get("/metrics/{name}", summary="One metric's statistics and data points")
+    async def metric(name: str, minutes: int = Query(10, ge=1, le=1440)):
+        found = await run_in_threadpool(monitor().metric, name, minutes)
+        if found is None:
+            return JSONResponse({"detail": f"No data available for metric '{name}' in the last {minutes} minutes"},
+                                status_code=404)
+        return found
+
+    @app.get("/concurrency", summary="Diagnostics: request concurrency")
+    async def concurrency():
+        return {"status": "ok", "session_serialisation": "redis lock per session", "cluster_wide": True}
+
+    @app.get("/cache/stats", summary="Diagnostics: caches")
+    async def cache_stats():
+        return {"status": "ok", "caches": {}}
+
+    @app.post("/cache/invalidate", summary="Diagnostics: invalidate caches (none are kept)")
+    async def cache_invalidate():
+        return {"status": "ok", "invalidated": 0}
+
+    @app.get("/distributed-stm/stats", summary="Diagnostics: STM storage")
+    async def distributed_stm():
+        return await run_in_threadpool(lambda: {"status": "ok", "backend": "redis",
+                                                "active_sessions": sessions_active()})
+
+    @app.get("/connection-pools", summary="Diagnostics: connections")
+    async def connection_pools():
+        return {"status": "ok", "redis": "connection pool per replica", "clickhouse": "per shard"}
+
+    @app.websocket("/ws/events")
+    async def events(websocket: WebSocket):
+        await websocket.accept()
+        bus = holder.events
+        await websocket.send_json(bus.snapshot(await run_in_threadpool(sessions_active)))
+        forward = asyncio.create_task(_forward_events(websocket, bus))
+        try:
+            while True:
+                message = await websocket.receive_text()
+                if message == "ping":
+                    await websocket.send_text("pong")
+        except WebSocketDisconnect:
+            pass
+        finally:
+            forward.cancel()
+
+
+async def _forward_events(websocket: WebSocket, bus: Any) -> None:
+    async for event in bus.subscribe():
+        await websocket.send_json(event)

@@ -1,0 +1,255 @@
+"""The KATO API as a plain class: every endpoint's behaviour (spec §4), independent of HTTP and Ray.
+
+Per-session operations run under the cluster-wide session lock, so concurrent requests on one session
+serialise whichever replica serves them; different sessions proceed in parallel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from cluster.redis_kb import RedisKB
+from cluster.sessions_store import SessionLockTimeout, SessionStore, session_key
+from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.config import ServerDefaults, creation_config, effective_config, validate_update
+from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
+from schema.session import SessionState, new_session_id
+from serve_app import session_logic
+from serve_app.errors import BadRequest, ServiceUnavailable, SessionNotFound, Unprocessable
+from serve_app.reference_engine import QueryOptions
+
+MAX_TTL_SECONDS = 365 * 24 * 3600
+LOCK_LEASE_SECONDS = 60.0
+
+
+class Backend(session_logic.KnowledgeBackend, Protocol):
+    redis_kb: RedisKB
+
+    def clear_kb(self, kb_id: str) -> None: ...
+
+    def finalize_training(self, kb_id: str) -> int: ...
+
+    def pattern_events(self, kb_id: str, name: str) -> list[list[str]] | None: ...
+
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class KatoService:
+    def __init__(self, sessions: SessionStore, backend: Backend, defaults: ServerDefaults | None = None,
+                 service_name: str = "kato", publish: EventSink | None = None):
+        self.sessions = sessions
+        self.backend = backend
+        self.defaults = defaults or ServerDefaults()
+        self.service_name = service_name
+        self.publish = publish or (lambda _type, _data: None)
+
+    # ------------------------------------------------------------- helpers
+    def kb_id(self, node_id: str) -> str:
+        return kb_id_for(node_id, self.service_name)
+
+    def _load(self, session_id: str) -> SessionState:
+        record = self.sessions.get(session_id, touch=True)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return SessionState.from_dict(record)
+
+    @contextmanager
+    def _locked(self, session_id: str) -> Iterator[SessionState]:
+        """Load, hand out and save a session under its cluster-wide lock."""
+        try:
+            with self.sessions.lock(session_id, timeout=LOCK_LEASE_SECONDS):
+                state = self._load(session_id)
+                state.access_count += 1
+                yield state
+                self.sessions.save(state.to_dict())
+        except SessionLockTimeout as error:
+            raise ServiceUnavailable(str(error)) from error
+
+    def _config(self, state: SessionState) -> dict[str, Any]:
+        return effective_config(state.session_config, self.defaults)
+
+    def _session_response(self, state: SessionState, ttl_seconds: int) -> dict[str, Any]:
+        return {"session_id": state.session_id, "node_id": state.node_id, "created_at": state.created_at,
+                "expires_at": state.expires_at, "ttl_seconds": ttl_seconds, "metadata": state.metadata,
+                "session_config": self._config(state)}
+
+    # ------------------------------------------------------------ sessions
+    def create_session(self, request: CreateSessionRequest) -> dict[str, Any]:
+        if request.ttl_seconds is not None and not 0 <= request.ttl_seconds <= MAX_TTL_SECONDS:
+            raise Unprocessable(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (0 means the default)")
+        ttl = request.ttl_seconds or self.defaults_ttl
+        record = self.sessions.create(request.node_id, ttl_seconds=ttl, session_id=new_session_id(),
+                                      metadata=dict(request.metadata),
+                                      session_config=creation_config(request.config))
+        state = SessionState.from_dict(record)
+        self.publish("session.created", {"session_id": state.session_id, "node_id": state.node_id,
+                                         "created_at": state.created_at})
+        return self._session_response(state, ttl)
+
+    @property
+    def defaults_ttl(self) -> int:
+        return self.sessions.default_ttl
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        record = self.sessions.get(session_id, touch=True)
+        if record is None:
+            raise SessionNotFound(session_id, with_error=False)
+        remaining = max(0, int(self.sessions.client.ttl(session_key(session_id))))
+        return self._session_response(SessionState.from_dict(record), remaining)
+
+    def session_exists(self, session_id: str) -> dict[str, Any]:
+        return {**self.sessions.exists(session_id), "session_id": session_id}
+
+    def delete_session(self, session_id: str) -> dict[str, Any]:
+        if not self.sessions.delete(session_id):
+            raise SessionNotFound(session_id)
+        self.publish("session.destroyed", {"session_id": session_id, "destroyed_at": _now_iso(),
+                                           "reason": "explicit_delete"})
+        return {"status": "deleted", "session_id": session_id}
+
+    def count_sessions(self) -> dict[str, Any]:
+        return {"active_session_count": self.sessions.count()}
+
+    def extend_session(self, session_id: str, ttl_seconds: int) -> dict[str, Any]:
+        if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+            raise Unprocessable(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}")
+        if not self.sessions.extend(session_id, ttl_seconds):
+            raise SessionNotFound(session_id)
+        return {"status": "extended", "session_id": session_id, "ttl_seconds": ttl_seconds}
+
+    def get_config(self, session_id: str) -> dict[str, Any]:
+        return {"session_id": session_id, "config": self._config(self._load(session_id))}
+
+    def update_config(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        update = body.get("config") if isinstance(body.get("config"), dict) else body
+        accepted = validate_update(update)
+        with self._locked(session_id) as state:
+            state.session_config.update(accepted)
+            state.session_config = {k: v for k, v in state.session_config.items() if v is not None}
+        return {"status": "okay", "message": "Configuration updated", "session_id": session_id}
+
+    # -------------------------------------------------------- observations
+    def observe(self, session_id: str, observation: ObservationData) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            try:
+                return session_logic.observe(state, observation, self._config(state), self.backend,
+                                             self.kb_id(state.node_id))
+            except session_logic.VectorLengthError as error:
+                raise BadRequest(str(error)) from error
+
+    def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            try:
+                return session_logic.observe_sequence(state, request, self._config(state), self.backend,
+                                                      self.kb_id(state.node_id))
+            except session_logic.VectorLengthError as error:
+                raise BadRequest(str(error)) from error
+
+    def stm(self, session_id: str) -> dict[str, Any]:
+        state = self._load(session_id)
+        return {"stm": state.stm, "session_id": session_id, "length": len(state.stm)}
+
+    def learn(self, session_id: str) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            try:
+                name = session_logic.learn(state, self._config(state), self.backend, self.kb_id(state.node_id))
+            except session_logic.EmptySTMError as error:
+                raise BadRequest(str(error)) from error
+        return {"status": "learned", "pattern_name": name, "session_id": session_id, "processor_id": None,
+                "message": f"Learned pattern {name} from 0 events"}
+
+    def finalize_training(self, session_id: str) -> dict[str, Any]:
+        state = self._load(session_id)
+        start = time.perf_counter()
+        count = self.backend.finalize_training(self.kb_id(state.node_id))
+        elapsed = (time.perf_counter() - start) * 1000
+        return {"status": "completed", "patterns_processed": count, "time_ms": elapsed, "session_id": session_id,
+                "node_id": state.node_id,
+                "message": f"Computed Shannon entropy and TF vectors for {count} patterns in {elapsed:.2f} ms"}
+
+    def clear_stm(self, session_id: str) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            state.clear_short_term()
+        return {"status": "cleared", "session_id": session_id}
+
+    def clear_all(self, session_id: str) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            self.backend.clear_kb(self.kb_id(state.node_id))
+            state.clear_short_term()
+        return {"status": "cleared", "session_id": session_id, "scope": "all"}
+
+    def predictions(self, session_id: str) -> dict[str, Any]:
+        with self._locked(session_id) as state:
+            predictions, futures = self.backend.predict(self.kb_id(state.node_id), state.stm,
+                                                        QueryOptions.from_config(self._config(state)))
+        return {"predictions": predictions, "future_potentials": futures, "session_id": session_id,
+                "processor_id": None, "count": len(predictions), "time": None, "unique_id": None}
+
+    def percept_data(self, session_id: str) -> dict[str, Any]:
+        state = self._load(session_id)
+        return {"percept_data": state.percept_data, "session_id": session_id, "node_id": state.node_id}
+
+    def cognition_data(self, session_id: str) -> dict[str, Any]:
+        state = self._load(session_id)
+        return {"cognition_data": {
+            "predictions": state.predictions,
+            "emotives": state.emotives_accumulator[-1] if state.emotives_accumulator else {},
+            "symbols": [s for event in state.stm for s in event],
+            "command": "", "metadata": {}, "path": [], "strings": [], "vectors": [],
+            "short_term_memory": state.stm, "time": state.time,
+        }, "session_id": session_id, "node_id": state.node_id}
+
+    # ---------------------------------------------------------- node level
+    def pattern(self, node_id: str, pattern_id: str) -> dict[str, Any]:
+        kb_id = self.kb_id(node_id)
+        name = bare_pattern_hash(pattern_id)
+        events = self.backend.pattern_events(kb_id, name)
+        info = self.backend.redis_kb.pattern_info(kb_id, name) if events is not None else None
+        if events is None:
+            return {"pattern": {"status": "error", "message": f"Pattern {pattern_id} not found"}, "node_id": kb_id}
+        info = info or {}
+        return {"pattern": {"status": "okay", "pattern": {
+            "name": PATTERN_PREFIX + name, "pattern_data": events, "length": sum(len(e) for e in events),
+            "frequency": max(1, int(info.get("frequency") or 0)), "emotives": info.get("emotives") or [],
+            "metadata": info.get("metadata") or {}}}, "node_id": kb_id}
+
+    def affinities(self, node_id: str) -> dict[str, Any]:
+        kb_id = self.kb_id(node_id)
+        return {"affinities": self.backend.redis_kb.affinities(kb_id), "node_id": kb_id}
+
+    def symbol_affinity(self, node_id: str, symbol: str) -> dict[str, Any]:
+        kb_id = self.kb_id(node_id)
+        return {"symbol": symbol, "affinity": self.backend.redis_kb.symbol_affinity(kb_id, symbol), "node_id": kb_id}
+
+    def symbol_stats(self, node_id: str) -> dict[str, Any]:
+        kb_id = self.kb_id(node_id)
+        return {"symbols": self.backend.redis_kb.symbol_stats(kb_id), "node_id": kb_id}
+
+    def deprecated_percept(self, node_id: str) -> dict[str, Any]:
+        return {"percept_data": {}, "node_id": self.kb_id(node_id),
+                "warning": "Deprecated: use GET /sessions/{session_id}/percept-data"}
+
+    def deprecated_cognition(self, node_id: str) -> dict[str, Any]:
+        return {"cognition_data": {"predictions": [], "emotives": {}, "symbols": [], "command": "", "metadata": {},
+                                   "path": [], "strings": [], "vectors": [], "short_term_memory": []},
+                "node_id": self.kb_id(node_id),
+                "warning": "Deprecated: use GET /sessions/{session_id}/cognition-data"}
+
+
+def resolve_node(query_node: str | None, test_id: str | None, node_header: str | None) -> str:
+    """Node of a non-session endpoint (spec §4.3): query, then ``x-test-id`` (``test_`` prefixed), then
+    ``x-node-id``, else ``default_node``."""
+    if query_node:
+        return query_node
+    if test_id:
+        return test_id if test_id.startswith("test_") else f"test_{test_id}"
+    return node_header or "default_node"

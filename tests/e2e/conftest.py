@@ -1,0 +1,61 @@
+"""A real HTTP server (uvicorn) around the single-process runtime, on the test session's engines."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from cluster.settings import Settings
+from serve_app.http_app import ServiceHolder, build_app
+from serve_app.runtime import start_local
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    def __init__(self, app, port: int):
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    ws="websockets-sansio", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "HTTP server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_runtime(chdb_store, embedded_redis, tmp_path_factory):
+    settings = Settings.from_env({}, data_dir=str(tmp_path_factory.mktemp("kato-data")),
+                                 store=f"chdb://{chdb_store.path}", redis=embedded_redis.url, shards=2)
+    runtime = start_local(settings)
+    yield runtime
+    runtime.client.close()
+
+
+@pytest.fixture(scope="session")
+def holder(local_runtime) -> ServiceHolder:
+    return ServiceHolder(service=local_runtime.service)
+
+
+@pytest.fixture(scope="session")
+def base_url(holder) -> Iterator[str]:
+    with ServerThread(build_app(holder), free_port()) as server:
+        yield server.url

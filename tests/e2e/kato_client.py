@@ -1,0 +1,68 @@
+"""A plain ``requests`` client written against KATO's HTTP API (spec §4), as a KATO user would write it."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import requests
+
+_ids = itertools.count()
+
+
+class KatoClient:
+    def __init__(self, base_url: str, node_id: str | None = None, config: dict[str, Any] | None = None,
+                 **session_fields: Any):
+        self.base = base_url
+        self.http = requests.Session()
+        self.node_id = node_id or f"test_node_{int(time.time() * 1000)}_{next(_ids)}"
+        body = {"node_id": self.node_id, **session_fields}
+        if config is not None:
+            body["config"] = config
+        response = self.http.post(f"{self.base}/sessions", json=body)
+        response.raise_for_status()
+        self.session = response.json()
+        self.session_id = self.session["session_id"]
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/sessions/{self.session_id}{path}"
+
+    def observe(self, strings=(), vectors=(), emotives=None, metadata=None) -> dict[str, Any]:
+        body = {"strings": list(strings), "vectors": [list(v) for v in vectors], "emotives": emotives or {},
+                "metadata": metadata or {}}
+        response = self.http.post(self.url("/observe"), json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def observe_sequence(self, observations, **flags) -> dict[str, Any]:
+        response = self.http.post(self.url("/observe-sequence"), json={"observations": observations, **flags})
+        response.raise_for_status()
+        return response.json()
+
+    def learn(self) -> str:
+        response = self.http.post(self.url("/learn"))
+        if response.status_code == 400 and "empty stm" in str(response.json().get("detail", "")).lower():
+            return ""
+        response.raise_for_status()
+        return response.json()["pattern_name"]
+
+    def stm(self) -> list[list[str]]:
+        return self.http.get(self.url("/stm")).json()["stm"]
+
+    def predictions(self) -> list[dict[str, Any]]:
+        return self.http.get(self.url("/predictions")).json()["predictions"]
+
+    def update_config(self, config: dict[str, Any]) -> requests.Response:
+        return self.http.post(self.url("/config"), json={"config": config})
+
+    def clear_stm(self) -> None:
+        self.http.post(self.url("/clear-stm")).raise_for_status()
+
+    def clear_all(self) -> None:
+        self.http.post(self.url("/clear-all")).raise_for_status()
+
+    def learn_sequence(self, events) -> str:
+        for event in events:
+            self.observe(event)
+        return self.learn()
