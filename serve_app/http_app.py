@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
 from schema.config import ConfigValidationError
 from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
+from serve_app.monitoring import no_data_detail
 from serve_app.service import KatoService, resolve_node
 
 SESSION_PATH = re.compile(r"^/sessions/(?P<sid>[^/]+)(?P<rest>/.*)?$")
@@ -222,14 +223,13 @@ def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
     @app.get("/stats", summary="Time series of the last minutes")
     async def stats(minutes: int = Query(10, ge=1, le=1440)):
         return await run_in_threadpool(
-            lambda: monitor().stats(minutes, processors(), monitor().health(sessions_active())))
+            lambda: monitor().stats(minutes, processors(), active_sessions=sessions_active()))
 
     @app.get("/metrics/{name}", summary="One metric's statistics and data points")
     async def metric(name: str, minutes: int = Query(10, ge=1, le=1440)):
         found = await run_in_threadpool(monitor().metric, name, minutes)
         if found is None:
-            return JSONResponse({"detail": f"No data available for metric '{name}' in the last {minutes} minutes"},
-                                status_code=404)
+            return JSONResponse({"detail": no_data_detail(name, minutes)}, status_code=404)
         return found
 
     @app.get("/concurrency", summary="Diagnostics: request concurrency")
@@ -255,21 +255,26 @@ def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
 
     @app.websocket("/ws/events")
     async def events(websocket: WebSocket):
+        """Snapshot first, then every cluster event (subscribed before the snapshot: nothing is missed);
+        text ``ping`` is answered with ``pong``."""
         await websocket.accept()
         bus = holder.events
-        await websocket.send_json(bus.snapshot(await run_in_threadpool(sessions_active)))
-        forward = asyncio.create_task(_forward_events(websocket, bus))
+        subscription = await bus.open_subscription()
         try:
-            while True:
-                message = await websocket.receive_text()
-                if message == "ping":
-                    await websocket.send_text("pong")
-        except WebSocketDisconnect:
-            pass
+            await websocket.send_json(bus.snapshot(await run_in_threadpool(sessions_active)))
+            forward = asyncio.create_task(_forward_events(websocket, subscription))
+            try:
+                while True:
+                    if await websocket.receive_text() == "ping":
+                        await websocket.send_text("pong")
+            except WebSocketDisconnect:
+                pass
+            finally:
+                forward.cancel()
         finally:
-            forward.cancel()
+            await subscription.close()
 
 
-async def _forward_events(websocket: WebSocket, bus: Any) -> None:
-    async for event in bus.subscribe():
+async def _forward_events(websocket: WebSocket, subscription: Any) -> None:
+    async for event in subscription:
         await websocket.send_json(event)

@@ -63,3 +63,20 @@ def start_local(settings: Settings, publish=None) -> LocalRuntime:
         if embedded is not None:
             embedded.stop()
         raise
+
+
+def attach_observability(holder, client: redis.Redis, redis_url: str, settings: Settings) -> None:
+    """Cluster-wide metrics and the WebSocket event bus for an HTTP host (replica or single process)."""
+    from serve_app.events import SESSION_CREATED, EventBus
+    from serve_app.monitoring import Monitor
+
+    monitor = Monitor(client, settings.service_name)
+    bus = EventBus.from_url(redis_url)
+
+    def publish(event_type: str, data: dict[str, Any]) -> None:
+        bus.publish(event_type, data)
+        monitor.record_session_event("created" if event_type == SESSION_CREATED else "deleted")
+
+    holder.service.publish = publish
+    holder.monitor = monitor
+    holder.events = bus

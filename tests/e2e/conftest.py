@@ -12,7 +12,7 @@ import uvicorn
 
 from cluster.settings import Settings
 from serve_app.http_app import ServiceHolder, build_app
-from serve_app.runtime import start_local
+from serve_app.runtime import attach_observability, start_local
 
 
 def free_port() -> int:
@@ -51,8 +51,10 @@ def local_runtime(chdb_store, embedded_redis, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def holder(local_runtime) -> ServiceHolder:
-    return ServiceHolder(service=local_runtime.service)
+def holder(local_runtime, embedded_redis) -> ServiceHolder:
+    holder = ServiceHolder(service=local_runtime.service)
+    attach_observability(holder, local_runtime.client, embedded_redis.url, local_runtime.settings)
+    return holder
 
 
 @pytest.fixture(scope="session")
