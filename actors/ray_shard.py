@@ -26,7 +26,7 @@ class ShardUnavailable(RuntimeError):
     """A shard actor is restarting; the request may be retried."""
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
 class ShardActor:
     def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None):
         store = None
@@ -57,6 +57,16 @@ class ShardActor:
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         return self.inner.get(kb_id, name)
+
+    def nearest_vectors(self, kb_id: str, vector: list[float], k: int = 3) -> list[str]:
+        return self.inner.store.nearest_vectors(kb_id, vector, k) if self.inner.store is not None else []
+
+    def insert_vectors(self, kb_id: str, names: list[str], vectors: list[list[float]]) -> None:
+        if self.inner.store is not None:
+            self.inner.store.insert_vectors(kb_id, names, vectors)
+
+    def save_shard_map(self, ranges: list[tuple[int, int, int]]) -> int:
+        return self.inner.store.save_shard_map(ranges) if self.inner.store is not None else 0
 
     def pid(self) -> int:
         import os
@@ -121,3 +131,26 @@ class RayShards:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+class ShardVectorStore:
+    """The vectors table reached through one shard actor (the process that owns its embedded store)."""
+
+    def __init__(self, handle: ray.actor.ActorHandle, timeout: float = 30.0):
+        self.handle = handle
+        self.timeout = timeout
+
+    def _get(self, ref):
+        try:
+            return ray.get(ref, timeout=self.timeout)
+        except TRANSIENT_ERRORS as error:
+            raise ShardUnavailable(str(error)) from error
+
+    def nearest_vectors(self, kb_id: str, vector: Sequence[float], k: int = 3) -> list[str]:
+        return self._get(self.handle.nearest_vectors.remote(kb_id, [float(x) for x in vector], k))
+
+    def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
+        self._get(self.handle.insert_vectors.remote(kb_id, list(names), [list(v) for v in vectors]))
+
+    def drop_kb(self, kb_id: str) -> None:
+        self._get(self.handle.drop_kb.remote(kb_id))

@@ -1,4 +1,4 @@
-"""The ``kato-cluster`` command. Until the HTTP service lands it runs the engine demo and the benchmarks."""
+"""The ``kato-cluster`` command: run the service, inspect it, and benchmark it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,69 @@ import typer
 
 app = typer.Typer(help="kato-cluster: a KATO-compatible pattern memory and prediction service on Ray.",
                   no_args_is_help=True)
+
+DATA_DIR = typer.Option("./data", "--data-dir", help="Where the embedded engines keep their data.")
+
+
+@app.command()
+def up(port: int = typer.Option(8000, help="HTTP port of the KATO API."),
+       host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+       shards: int = typer.Option(2, help="Number of shard actors (bucket ranges)."),
+       data_dir: str = DATA_DIR,
+       store: str = typer.Option(None, help="ClickHouse DSN (http://host:8123); default: embedded chdb."),
+       redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
+       detach: bool = typer.Option(False, help="Run in the background; return once /health answers.")) -> None:
+    """Start the engines, a local Ray cluster, the shards and the HTTP API. Ctrl-C stops everything."""
+    from cluster.launcher import LauncherError, run_service, start_detached
+    from cluster.settings import Settings
+
+    settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis)
+    try:
+        if detach:
+            process = start_detached(settings)
+            typer.echo(f"kato-cluster is serving on http://{settings.host}:{settings.port} (pid {process.pid}); "
+                       f"stop it with: kato-cluster down --data-dir {settings.data_dir}")
+        else:
+            run_service(settings, on_ready=typer.echo)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def down(data_dir: str = DATA_DIR) -> None:
+    """Stop the detached service that owns DATA_DIR (it stops everything it started)."""
+    from cluster.launcher import LauncherError, stop_detached
+
+    try:
+        pid = stop_detached(data_dir)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"stopped the service (pid {pid})")
+
+
+@app.command()
+def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a running service.")) -> None:
+    """Shards, bucket ranges, patterns per shard and KB, index memory, store and Redis health."""
+    import requests
+
+    try:
+        health = requests.get(f"{url}/health", timeout=5).json()
+        body = requests.get(f"{url}/status", timeout=5).json()
+    except requests.RequestException as error:
+        typer.echo(f"error: no service answers at {url} ({error.__class__.__name__})", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"service {body.get('base_processor_id')} at {url}: {health.get('status')}, "
+               f"uptime {body.get('uptime_seconds', 0):.0f} s, active sessions {health.get('active_sessions')}")
+    for issue in health.get("issues", []):
+        typer.echo(f"  issue: {issue}")
+    for shard in body.get("processors", {}).get("processors", []):
+        kbs = ", ".join(f"{kb}={n}" for kb, n in sorted(shard.get("patterns_per_kb", {}).items())) or "empty"
+        typer.echo(f"  {shard['processor_id']} [{shard['node_id']}]: {kbs}; "
+                   f"index {shard.get('index_bytes', 0) / 1e6:.1f} MB")
+    for name, ok in body.get("engines", {}).items():
+        typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
 
 
 @app.command()

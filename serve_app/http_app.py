@@ -27,6 +27,18 @@ SESSION_PATH = re.compile(r"^/sessions/(?P<sid>[^/]+)(?P<rest>/.*)?$")
 NOT_A_SESSION = {"count"}
 
 
+_PROCESS_HOLDER: ServiceHolder | None = None
+
+
+def process_holder() -> ServiceHolder:
+    """This process's holder. Routes look it up at call time: Ray Serve pickles the app into each replica,
+    and a holder captured in a closure would be a copy that the replica's constructor never fills."""
+    global _PROCESS_HOLDER
+    if _PROCESS_HOLDER is None:
+        _PROCESS_HOLDER = ServiceHolder()
+    return _PROCESS_HOLDER
+
+
 @dataclass
 class ServiceHolder:
     service: KatoService | None = None
@@ -39,7 +51,9 @@ class ServiceHolder:
         return self.service
 
 
-def build_app(holder: ServiceHolder) -> FastAPI:
+def build_app(holder: ServiceHolder | None = None) -> FastAPI:
+    """The app; with no ``holder`` its routes serve ``process_holder()`` (how Serve replicas use it)."""
+    current = (lambda: holder) if holder is not None else process_holder
     app = FastAPI(title="kato-cluster", version="0.1.0",
                   description="KATO-compatible pattern memory and prediction service, sharded on Ray.")
 
@@ -54,10 +68,10 @@ def build_app(holder: ServiceHolder) -> FastAPI:
         match = SESSION_PATH.match(request.url.path)
         session_id = match.group("sid") if match and match.group("sid") not in NOT_A_SESSION else None
         response = None
-        if session_id is not None and holder.service is not None:
+        if session_id is not None and current().service is not None:
             rest = match.group("rest") or ""
             checked = (rest and rest != "/exists") or (not rest and request.method == "DELETE")
-            if checked and not await call(lambda: holder.service.sessions.exists(session_id)["exists"]):
+            if checked and not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
                 error = SessionNotFound(session_id)
                 response = JSONResponse(error.body(), status_code=404)
         if response is None:
@@ -65,9 +79,9 @@ def build_app(holder: ServiceHolder) -> FastAPI:
         response.headers["X-Trace-ID"] = trace_id
         if session_id is not None:
             response.headers["X-Session-ID"] = session_id
-        if holder.monitor is not None:
+        if current().monitor is not None:
             elapsed = time.perf_counter() - start
-            await call(holder.monitor.record_request, request.url.path, response.status_code, elapsed)
+            await call(current().monitor.record_request, request.url.path, response.status_code, elapsed)
         return response
 
     @app.exception_handler(ApiError)
@@ -81,75 +95,75 @@ def build_app(holder: ServiceHolder) -> FastAPI:
     # ------------------------------------------------------------------ sessions
     @app.post("/sessions", summary="Create a session for a node")
     async def create_session(body: CreateSessionRequest):
-        return await call(holder.require().create_session, body)
+        return await call(current().require().create_session, body)
 
     @app.get("/sessions/count", summary="Number of live sessions")
     async def count_sessions():
-        return await call(holder.require().count_sessions)
+        return await call(current().require().count_sessions)
 
     @app.get("/sessions/{session_id}/exists", summary="Whether a session exists (never extends it)")
     async def session_exists(session_id: str):
-        return await call(holder.require().session_exists, session_id)
+        return await call(current().require().session_exists, session_id)
 
     @app.get("/sessions/{session_id}", summary="Session details, with the remaining TTL")
     async def get_session(session_id: str):
-        return await call(holder.require().get_session, session_id)
+        return await call(current().require().get_session, session_id)
 
     @app.delete("/sessions/{session_id}", summary="Delete a session (its node's patterns stay)")
     async def delete_session(session_id: str):
-        return await call(holder.require().delete_session, session_id)
+        return await call(current().require().delete_session, session_id)
 
     @app.get("/sessions/{session_id}/config", summary="Effective session configuration")
     async def get_config(session_id: str):
-        return await call(holder.require().get_config, session_id)
+        return await call(current().require().get_config, session_id)
 
     @app.post("/sessions/{session_id}/config", summary="Update the session configuration")
     async def update_config(session_id: str, body: dict[str, Any] = Body(...)):
-        return await call(holder.require().update_config, session_id, body)
+        return await call(current().require().update_config, session_id, body)
 
     @app.post("/sessions/{session_id}/extend", summary="Set the session's expiry to now + ttl_seconds")
     async def extend_session(session_id: str, ttl_seconds: int = Query(3600)):
-        return await call(holder.require().extend_session, session_id, ttl_seconds)
+        return await call(current().require().extend_session, session_id, ttl_seconds)
 
     @app.post("/sessions/{session_id}/observe", summary="Observe one event")
     async def observe(session_id: str, body: ObservationData):
-        return await call(holder.require().observe, session_id, body)
+        return await call(current().require().observe, session_id, body)
 
     @app.post("/sessions/{session_id}/observe-sequence", summary="Observe a sequence of events")
     async def observe_sequence(session_id: str, body: ObservationSequenceRequest):
-        return await call(holder.require().observe_sequence, session_id, body)
+        return await call(current().require().observe_sequence, session_id, body)
 
     @app.get("/sessions/{session_id}/stm", summary="Short-term memory")
     async def stm(session_id: str):
-        return await call(holder.require().stm, session_id)
+        return await call(current().require().stm, session_id)
 
     @app.post("/sessions/{session_id}/learn", summary="Learn the STM as a pattern")
     async def learn(session_id: str):
-        return await call(holder.require().learn, session_id)
+        return await call(current().require().learn, session_id)
 
     @app.post("/sessions/{session_id}/finalize-training", summary="Precompute whole-pattern entropies")
     async def finalize_training(session_id: str):
-        return await call(holder.require().finalize_training, session_id)
+        return await call(current().require().finalize_training, session_id)
 
     @app.post("/sessions/{session_id}/clear-stm", summary="Clear STM and accumulators")
     async def clear_stm(session_id: str):
-        return await call(holder.require().clear_stm, session_id)
+        return await call(current().require().clear_stm, session_id)
 
     @app.post("/sessions/{session_id}/clear-all", summary="Wipe the node's long-term memory and this STM")
     async def clear_all(session_id: str):
-        return await call(holder.require().clear_all, session_id)
+        return await call(current().require().clear_all, session_id)
 
     @app.get("/sessions/{session_id}/predictions", summary="Predictions for the current STM")
     async def predictions(session_id: str):
-        return await call(holder.require().predictions, session_id)
+        return await call(current().require().predictions, session_id)
 
     @app.get("/sessions/{session_id}/percept-data", summary="Last percept of the session")
     async def percept_data(session_id: str):
-        return await call(holder.require().percept_data, session_id)
+        return await call(current().require().percept_data, session_id)
 
     @app.get("/sessions/{session_id}/cognition-data", summary="Cognition snapshot of the session")
     async def cognition_data(session_id: str):
-        return await call(holder.require().cognition_data, session_id)
+        return await call(current().require().cognition_data, session_id)
 
     # ---------------------------------------------------------------- node level
     def node_of(request: Request, node_id: str | None) -> str:
@@ -157,51 +171,52 @@ def build_app(holder: ServiceHolder) -> FastAPI:
 
     @app.get("/pattern/{pattern_id}", summary="A stored pattern of the node")
     async def pattern(pattern_id: str, request: Request, node_id: str | None = None):
-        return await call(holder.require().pattern, node_of(request, node_id), pattern_id)
+        return await call(current().require().pattern, node_of(request, node_id), pattern_id)
 
     @app.get("/symbols/affinity", summary="Affinity of every symbol of the node")
     async def affinities(request: Request, node_id: str | None = None):
-        return await call(holder.require().affinities, node_of(request, node_id))
+        return await call(current().require().affinities, node_of(request, node_id))
 
     @app.get("/symbols/stats", summary="Frequency statistics of every symbol of the node")
     async def symbol_stats(request: Request, node_id: str | None = None):
-        return await call(holder.require().symbol_stats, node_of(request, node_id))
+        return await call(current().require().symbol_stats, node_of(request, node_id))
 
     @app.get("/symbols/{symbol}/affinity", summary="Affinity of one symbol")
     async def symbol_affinity(symbol: str, request: Request, node_id: str | None = None):
-        return await call(holder.require().symbol_affinity, node_of(request, node_id), symbol)
+        return await call(current().require().symbol_affinity, node_of(request, node_id), symbol)
 
     @app.get("/percept-data", summary="Deprecated: use the session endpoint")
     async def deprecated_percept(request: Request, node_id: str | None = None):
-        return await call(holder.require().deprecated_percept, node_of(request, node_id))
+        return await call(current().require().deprecated_percept, node_of(request, node_id))
 
     @app.get("/cognition-data", summary="Deprecated: use the session endpoint")
     async def deprecated_cognition(request: Request, node_id: str | None = None):
-        return await call(holder.require().deprecated_cognition, node_of(request, node_id))
+        return await call(current().require().deprecated_cognition, node_of(request, node_id))
 
-    install_monitoring_routes(app, holder)
+    install_monitoring_routes(app, current)
     return app
 
 
-def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
+def install_monitoring_routes(app: FastAPI, current) -> None:
     """Service endpoints: /, /health, /status, /metrics, /stats, /metrics/{name}, diagnostics, /ws/events."""
 
     def sessions_active() -> int:
-        return holder.require().sessions.count()
+        return current().require().sessions.count()
 
     def monitor():
-        if holder.monitor is None:
+        if current().monitor is None:
             raise ServiceUnavailable("monitoring is starting")
-        return holder.monitor
+        return current().monitor
 
     def processors() -> dict[str, Any]:
-        service = holder.require()
+        service = current().require()
         shards = service.backend.shards.stats()
         return {"total_processors": len(shards), "max_processors": len(shards), "eviction_ttl_seconds": 0,
                 "processors": [{"processor_id": f"shard-{s.shard_id}",
                                 "node_id": f"buckets {s.bucket_lo}-{s.bucket_hi}", "created_at": None,
                                 "last_accessed": None, "access_count": 0, "idle_seconds": 0.0,
-                                "patterns_per_kb": s.patterns_per_kb} for s in shards]}
+                                "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes}
+                               for s in shards]}
 
     @app.get("/", summary="Service description")
     async def root():
@@ -211,10 +226,13 @@ def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
     async def health():
         return await run_in_threadpool(lambda: monitor().health(sessions_active()))
 
-    @app.get("/status", summary="Service status, sessions and shards")
+    @app.get("/status", summary="Service status, sessions, shards and engine health")
     async def status():
-        return await run_in_threadpool(
-            lambda: monitor().status({"active": sessions_active()}, processors()))
+        def build() -> dict[str, Any]:
+            body = monitor().status({"active": sessions_active()}, processors())
+            body["engines"] = current().require().engine_health()
+            return body
+        return await run_in_threadpool(build)
 
     @app.get("/metrics", summary="Cluster-wide request, session, resource and database metrics")
     async def metrics():
@@ -258,7 +276,7 @@ def install_monitoring_routes(app: FastAPI, holder: ServiceHolder) -> None:
         """Snapshot first, then every cluster event (subscribed before the snapshot: nothing is missed);
         text ``ping`` is answered with ``pong``."""
         await websocket.accept()
-        bus = holder.events
+        bus = current().events
         subscription = await bus.open_subscription()
         try:
             await websocket.send_json(bus.snapshot(await run_in_threadpool(sessions_active)))

@@ -208,6 +208,19 @@ class KatoService:
             "short_term_memory": state.stm, "time": state.time,
         }, "session_id": session_id, "node_id": state.node_id}
 
+    def engine_health(self) -> dict[str, bool]:
+        """Whether Redis and every shard answer."""
+        health = {}
+        try:
+            health["redis"] = bool(self.sessions.client.ping())
+        except Exception:  # noqa: BLE001 - any failure means down
+            health["redis"] = False
+        try:
+            health["shards"] = bool(self.backend.shards.stats())
+        except Exception:  # noqa: BLE001
+            health["shards"] = False
+        return health
+
     # ---------------------------------------------------------- node level
     def pattern(self, node_id: str, pattern_id: str) -> dict[str, Any]:
         kb_id = self.kb_id(node_id)

@@ -1,0 +1,158 @@
+"""Start and stop a whole service: engines, a local Ray cluster, the shard actors and the Serve app.
+
+``run_service`` blocks until SIGINT/SIGTERM and then stops everything it started; ``start_detached`` runs it
+in a background process that owns the data directory (pid file ``kato.pid``), ``stop_detached`` ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from cluster.settings import Settings
+
+PID_FILE = "kato.pid"
+LOG_FILE = "kato.log"
+
+
+class LauncherError(RuntimeError):
+    """A start or stop that cannot proceed, with a message for the operator."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(data_dir: str) -> int | None:
+    path = Path(data_dir) / PID_FILE
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+    except ValueError:
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def run_service(settings: Settings, on_ready=print) -> None:
+    """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
+    import ray
+    from ray import serve
+
+    from actors.placement import even_ranges
+    from actors.ray_shard import start_shard_actors
+    from cluster.engines import open_redis
+    from serve_app.deployment import ingress_application
+
+    os.makedirs(settings.data_dir, exist_ok=True)
+    if (pid := running_pid(settings.data_dir)) is not None and pid != os.getpid():
+        raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}; run `kato-cluster down` first")
+    pid_path = Path(settings.data_dir) / PID_FILE
+    pid_path.write_text(str(os.getpid()))
+    stop = threading.Event()
+    client, embedded, shard_handles = None, None, []
+    try:
+        client, embedded = open_redis(settings.redis, settings.data_dir)
+        redis_url = settings.redis or embedded.url
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=settings.namespace,
+                 log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+        ranges = even_ranges(settings.shards)
+        # Detached: Serve replicas run in another job and can only look up detached named actors.
+        shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
+                                           [settings.shard_store_dsn(r.shard_id) for r in ranges],
+                                           settings.namespace, detached=True)
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own
+            signal.signal(sig, lambda *_: stop.set())
+        on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
+                 f"({settings.shards} shards, data in {settings.data_dir})")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        for handle in shard_handles:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if client is not None:
+            client.close()
+        if embedded is not None:
+            embedded.stop()
+        with contextlib.suppress(FileNotFoundError):
+            pid_path.unlink()
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise LauncherError(f"the service exited with code {process.returncode}; see its log")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise LauncherError(f"the service did not answer {url}/health within {timeout:.0f} s")
+
+
+def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Popen:
+    """Start ``kato-cluster up`` in the background, return once it answers ``/health``."""
+    os.makedirs(settings.data_dir, exist_ok=True)
+    if (pid := running_pid(settings.data_dir)) is not None:
+        raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}")
+    args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", settings.data_dir, "--port", str(settings.port),
+            "--host", settings.host, "--shards", str(settings.shards)]
+    if settings.store:
+        args += ["--store", settings.store]
+    if settings.redis:
+        args += ["--redis", settings.redis]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [project_root(), os.environ.get("PYTHONPATH")]))}
+    log = open(Path(settings.data_dir) / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, env=env)
+    log.close()
+    try:
+        wait_healthy(f"http://{settings.host}:{settings.port}", timeout, process)
+    except LauncherError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        raise
+    return process
+
+
+def stop_detached(data_dir: str, timeout: float = 90.0) -> int:
+    """SIGTERM the service that owns ``data_dir`` and wait for it to finish; returns its pid."""
+    pid = running_pid(os.path.abspath(data_dir))
+    if pid is None:
+        raise LauncherError(f"no running service owns {os.path.abspath(data_dir)}")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return pid
