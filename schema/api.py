@@ -40,3 +40,24 @@ class CreateSessionRequest(BaseModel):
     config: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     ttl_seconds: int | None = None
+
+
+class BulkPattern(BaseModel):
+    """One pattern to learn: its events as stored (no re-sorting), with what a learn would carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[list[str]] = Field(description="The pattern's events, in order.")
+    emotives: list[dict[str, float]] = Field(default_factory=list, description="Per-observation emotive dicts.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Metadata; values are stringified.")
+    frequency: int = Field(default=1, ge=1, le=1_000_000, description="Learn it this many times.")
+
+
+class BulkLearnRequest(BaseModel):
+    """Learn many patterns of one node at once (same end state as learning them one by one, in order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: str
+    patterns: list[BulkPattern]
+    persistence: int = Field(default=5, ge=1, le=100, description="Emotive entries kept per pattern.")

@@ -17,7 +17,7 @@ from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnec
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.api import BulkLearnRequest, CreateSessionRequest, ObservationData, ObservationSequenceRequest
 from schema.config import ConfigValidationError
 from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
 from serve_app.monitoring import no_data_detail
@@ -164,6 +164,14 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     @app.get("/sessions/{session_id}/cognition-data", summary="Cognition snapshot of the session")
     async def cognition_data(session_id: str):
         return await call(current().require().cognition_data, session_id)
+
+    @app.post("/bulk/learn", summary="Learn many patterns of a node at once",
+              description="Bulk ingest through the batch path: the end state (pattern rows, frequencies, "
+                          "emotives, metadata, symbol statistics, affinity) equals learning the patterns one "
+                          "by one in order, each `frequency` times. Patterns with fewer than two symbols are "
+                          "skipped (their name is empty), as a learn would skip them.")
+    async def bulk_learn(body: BulkLearnRequest):
+        return await call(current().require().bulk_learn, body)
 
     # ---------------------------------------------------------------- node level
     def node_of(request: Request, node_id: str | None) -> str:

@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 from cluster.redis_kb import RedisKB
 from cluster.sessions_store import SessionLockTimeout, SessionStore, session_key
-from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.api import BulkLearnRequest, CreateSessionRequest, ObservationData, ObservationSequenceRequest
 from schema.config import ServerDefaults, creation_config, effective_config, validate_update
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
 from schema.session import SessionState, new_session_id
 from serve_app import session_logic
 from serve_app.errors import BadRequest, ServiceUnavailable, SessionNotFound, Unprocessable
+from serve_app.learning import LearnedPattern, make_pattern
 from serve_app.reference_engine import QueryOptions
 
 MAX_TTL_SECONDS = 365 * 24 * 3600
@@ -30,6 +31,8 @@ class Backend(session_logic.KnowledgeBackend, Protocol):
     redis_kb: RedisKB
 
     def clear_kb(self, kb_id: str) -> None: ...
+
+    def learn_batch(self, kb_id: str, patterns: list[LearnedPattern], persistence: int) -> list[bool]: ...
 
     def finalize_training(self, kb_id: str) -> int: ...
 
@@ -220,6 +223,26 @@ class KatoService:
         except Exception:  # noqa: BLE001
             health["shards"] = False
         return health
+
+    def bulk_learn(self, request: BulkLearnRequest) -> dict[str, Any]:
+        """Learn many patterns through the batch path; patterns under two symbols are skipped, as a learn
+        would skip them."""
+        learned: list[LearnedPattern] = []
+        names: list[str] = []
+        skipped = 0
+        for item in request.patterns:
+            pattern = make_pattern(item.events, item.emotives, [item.metadata] if item.metadata else [])
+            if pattern is None:
+                skipped += 1
+                names.append("")
+                continue
+            names.append(PATTERN_PREFIX + pattern.name)
+            learned.extend([pattern] * item.frequency)
+        kb_id = self.kb_id(request.node_id)
+        new = self.backend.learn_batch(kb_id, learned, request.persistence) if learned else []
+        return {"status": "learned", "node_id": kb_id, "patterns_received": len(request.patterns),
+                "learns_applied": len(learned), "new_patterns": sum(new), "skipped": skipped,
+                "pattern_names": names}
 
     # ---------------------------------------------------------- node level
     def pattern(self, node_id: str, pattern_id: str) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The bulk learn endpoint: same end state as learning one by one (issue: run it like a product)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import requests
+
+from schema.naming import kb_id_for
+from tests.e2e.kato_client import KatoClient
+
+pytestmark = pytest.mark.integration
+
+
+def kb_dump(url: str, kb: str) -> dict:
+    r = redis.Redis.from_url(url, decode_responses=True)
+    dump = {}
+    for key in r.scan_iter(match=f"{kb}:*"):
+        kind = r.type(key)
+        dump[key.split(":", 1)[1]] = (r.get(key) if kind == "string" else r.hgetall(key) if kind == "hash"
+                                      else sorted(r.smembers(key)))
+    return dump
+
+
+def test_bulk_equals_one_by_one(base_url, embedded_redis):
+    patterns = [
+        {"events": [["a", "b"], ["c"]], "emotives": [{"joy": 1.0}, {"joy": 0.5}], "metadata": {"src": "x"}},
+        {"events": [["c"], ["d"]], "frequency": 3},
+        {"events": [["a", "b"], ["c"]], "emotives": [{"joy": -1.0}], "metadata": {"src": 7}},
+        {"events": [["solo"]]},
+    ]
+    bulk_node = "bulk_node_1"
+    body = requests.post(f"{base_url}/bulk/learn", json={"node_id": bulk_node, "patterns": patterns}).json()
+    assert body["patterns_received"] == 4 and body["learns_applied"] == 5 and body["skipped"] == 1
+    assert body["new_patterns"] == 2 and body["pattern_names"][3] == ""
+
+    one = KatoClient(base_url, node_id="bulk_node_2")
+    for p in patterns:
+        for _ in range(p.get("frequency", 1)):
+            for i, event in enumerate(p["events"]):
+                emotives = p.get("emotives", [])
+                one.observe(event, emotives=emotives[i] if i < len(emotives) else None,
+                            metadata=p.get("metadata") if i == 0 else None)
+            extra = p.get("emotives", [])[len(p["events"]):]
+            assert not extra
+            assert one.learn() in body["pattern_names"]
+    assert kb_dump(embedded_redis.url, kb_id_for(bulk_node)) == kb_dump(embedded_redis.url, kb_id_for("bulk_node_2"))
+    viewer = KatoClient(base_url, node_id=bulk_node)
+    viewer.observe(["c"])
+    viewer.observe(["d"])
+    assert viewer.predictions()[0]["frequency"] == 3
+
+
+def test_bulk_validation(base_url):
+    assert requests.post(f"{base_url}/bulk/learn", json={"node_id": "n", "patterns": [{"events": "x"}]}).status_code == 422
+    assert requests.post(f"{base_url}/bulk/learn",
+                         json={"node_id": "n", "patterns": [{"events": [["a", "b"]], "frequency": 0}]}).status_code == 422
+    assert requests.post(f"{base_url}/bulk/learn", json={"patterns": []}).status_code == 422
+    schema = requests.get(f"{base_url}/openapi.json").json()
+    assert "/bulk/learn" in schema["paths"]
