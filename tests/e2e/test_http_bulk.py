@@ -52,9 +52,10 @@ def test_bulk_equals_one_by_one(base_url, embedded_redis):
 
 
 def test_bulk_validation(base_url):
-    assert requests.post(f"{base_url}/bulk/learn", json={"node_id": "n", "patterns": [{"events": "x"}]}).status_code == 422
-    assert requests.post(f"{base_url}/bulk/learn",
-                         json={"node_id": "n", "patterns": [{"events": [["a", "b"]], "frequency": 0}]}).status_code == 422
+    url = f"{base_url}/bulk/learn"
+    assert requests.post(url, json={"node_id": "n", "patterns": [{"events": "x"}]}).status_code == 422
+    zero = {"node_id": "n", "patterns": [{"events": [["a", "b"]], "frequency": 0}]}
+    assert requests.post(url, json=zero).status_code == 422
     assert requests.post(f"{base_url}/bulk/learn", json={"patterns": []}).status_code == 422
     schema = requests.get(f"{base_url}/openapi.json").json()
     assert "/bulk/learn" in schema["paths"]
