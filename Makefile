@@ -1,9 +1,9 @@
-# Two entry points on a fresh machine: `make demo` (or the service, once it exists) and `make test`.
+# Two entry points on a fresh machine: `make run` (the service on the embedded engines) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install redis-server demo test lint
+.PHONY: install redis-server run demo test lint
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(BIN)/activate
 # The tests start real redis-server processes; install Debian's package when none is on PATH.
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+run: install redis-server
+	$(BIN)/kato-cluster up
 
 demo: install
 	$(BIN)/python -m serve_app.demo

@@ -43,3 +43,25 @@ def ingress_application(settings: Settings, redis_url: str) -> serve.Application
     autoscaling = {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
                    "target_ongoing_requests": settings.target_ongoing_requests}
     return KatoIngress.options(autoscaling_config=autoscaling).bind(settings.as_dict(), redis_url)
+
+
+def app_builder(args: dict[str, str] | None = None) -> serve.Application:
+    """Entry point for ``serve deploy`` / ``serve run serve_app.deployment:app_builder`` on a Ray cluster.
+
+    Settings come from ``KATO_*`` environment variables overridden by ``args`` (the Serve config's
+    ``args``). A cluster needs shared engines: ``KATO_REDIS`` must name a Redis server, and ``KATO_STORE``
+    a ClickHouse server (so a shard restarted on another node finds its data). The shard actors are
+    started here if they are not running yet (detached, named, reused on redeploy).
+    """
+    from actors.ray_shard import start_shard_actors
+
+    settings = Settings.from_env(**{k: (int(v) if k in _INT_SETTINGS else v) for k, v in (args or {}).items()})
+    if not settings.redis:
+        raise ValueError("KATO_REDIS (or args.redis) must name the cluster's Redis server")
+    ranges = even_ranges(settings.shards)
+    start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
+                       [settings.shard_store_dsn(r.shard_id) for r in ranges], settings.namespace, detached=True)
+    return ingress_application(settings, settings.redis)
+
+
+_INT_SETTINGS = {"shards", "port", "session_ttl", "min_replicas", "max_replicas", "target_ongoing_requests"}
