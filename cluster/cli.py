@@ -73,6 +73,62 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
         typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
 
 
+URL = typer.Option("http://127.0.0.1:8000", "--url", help="Base URL of the running service.")
+
+
+@app.command()
+def load(file: str = typer.Argument(..., help="JSON lines or Parquet: events, emotives, metadata, frequency."),
+         node: str = typer.Option(..., "--node", help="Node id whose knowledge base receives the patterns."),
+         url: str = URL,
+         batch: int = typer.Option(2000, help="Patterns per request.")) -> None:
+    """Bulk-learn patterns from FILE through the batch path (resumable; shows progress and the rate)."""
+    from cluster.transfer import load as run_load
+
+    report = run_load(url.rstrip("/"), file, node, batch)
+    resumed = f", resumed after row {report.resumed_from}" if report.resumed_from else ""
+    typer.echo(f"loaded {report.rows} rows ({report.learns} learns, {report.new_patterns} new patterns, "
+               f"{report.skipped_rows} skipped) in {report.seconds:.1f} s = {report.rate:,.0f} rows/s{resumed}")
+
+
+@app.command()
+def export(node: str = typer.Option(..., "--node", help="Node id to export."),
+           file: str = typer.Argument(..., help="Output file: .jsonl or .parquet."),
+           url: str = URL) -> None:
+    """Write every pattern of NODE to FILE (the inverse of load)."""
+    from cluster.transfer import export as run_export
+
+    typer.echo(f"exported {run_export(url.rstrip('/'), node, file)} patterns to {file}")
+
+
+@app.command("import-kato")
+def import_kato(clickhouse: str = typer.Option(..., "--clickhouse", help="KATO's ClickHouse (http://host:8123 "
+                                                                         "or chdb:///path)."),
+                redis_url: str = typer.Option(..., "--redis", help="KATO's Redis URL."),
+                nodes: list[str] = typer.Option(None, "--node", help="Only these nodes (repeatable); default all."),
+                table: str = typer.Option("kato.patterns_data", help="KATO's patterns table."),
+                url: str = URL) -> None:
+    """Migrate a KATO 3.x deployment (patterns and {kb_id}:* Redis keys) into this cluster and verify it."""
+    import redis
+
+    from cluster.store import open_pattern_store
+    from cluster.transfer import import_kato as run_import
+
+    store = open_pattern_store(clickhouse)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        reports = run_import(url.rstrip("/"), store, client, nodes or None, table)
+    finally:
+        store.close()
+        client.close()
+    failed = 0
+    for r in reports:
+        failed += not r.verified
+        typer.echo(f"{r.kb_id}: {r.patterns} patterns, {r.keys} Redis keys, "
+                   f"{'verified' if r.verified else 'CHECKSUM MISMATCH'} (sha1 {r.target_checksum[:12]})")
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo() -> None:
     """Learn a few sequences in-process and print KATO's predictions (no services needed)."""

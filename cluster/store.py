@@ -11,6 +11,7 @@ the four transport primitives at the bottom of ``PatternStore``.
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -135,6 +136,18 @@ class PatternStore(ABC):
         """Delete the patterns and vectors of this KB only (its partitions)."""
         self._command(SQL_DROP_PATTERNS, {"kb_id": kb_id})
         self._command(SQL_DROP_VECTORS, {"kb_id": kb_id})
+
+    # ------------------------------------------------------ KATO import source
+    def kato_kb_ids(self, table: str = "kato.patterns_data") -> list[str]:
+        """The kb_ids present in a KATO ``patterns_data`` table (the source of ``import-kato``)."""
+        sql = f"SELECT DISTINCT kb_id FROM {_qualified(table)} ORDER BY kb_id"
+        return [str(v) for v in self._query_table(sql).column("kb_id").to_pylist()]
+
+    def kato_patterns(self, kb_id: str, table: str = "kato.patterns_data") -> pa.Table:
+        """``name`` and ``pattern_data`` of one KB of a KATO table, one row per name, ordered by name."""
+        sql = (f"SELECT name, any(pattern_data) AS pattern_data FROM {_qualified(table)} "
+               "WHERE kb_id = {kb_id:String} GROUP BY name ORDER BY name")
+        return self._query_table(sql, {"kb_id": kb_id})
 
     # ----------------------------------------------------------------- vectors
     def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
@@ -291,6 +304,17 @@ class _ChdbHandle:
             if cls.users <= 0 and cls.session is not None:
                 cls.session.close()
                 cls.session, cls.path, cls.users = None, None, 0
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _qualified(table: str) -> str:
+    """An operator-given ``database.table``, checked and quoted (identifiers cannot be bound as parameters)."""
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"table must look like database.table, got {table!r}")
+    database, name = table.split(".")
+    return f"`{database}`.`{name}`"
 
 
 class ChdbStore(PatternStore):

@@ -49,8 +49,12 @@ class BulkPattern(BaseModel):
 
     events: list[list[str]] = Field(description="The pattern's events, in order.")
     emotives: list[dict[str, float]] = Field(default_factory=list, description="Per-observation emotive dicts.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Metadata; values are stringified.")
-    frequency: int = Field(default=1, ge=1, le=1_000_000, description="Learn it this many times.")
+    metadata: dict[str, Any] = Field(default_factory=dict,
+                                     description="Key to a value or a list of values (as exported); each value "
+                                                 "is stringified and kept once, like learned metadata.")
+    frequency: int = Field(default=1, ge=1, le=1_000_000,
+                           description="Times the pattern was learned: one learn carrying the emotives and "
+                                       "metadata, then frequency-1 plain re-learns.")
 
 
 class BulkLearnRequest(BaseModel):
@@ -61,3 +65,30 @@ class BulkLearnRequest(BaseModel):
     node_id: str
     patterns: list[BulkPattern]
     persistence: int = Field(default=5, ge=1, le=100, description="Emotive entries kept per pattern.")
+    batch_id: str | None = Field(default=None, max_length=200,
+                                 description="Idempotency key: a batch already applied to this node is skipped "
+                                             "(lets an interrupted load resume without learning twice).")
+
+
+class RedisValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern="^(string|hash|set|list)$")
+    value: Any
+
+
+class ImportRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=40, max_length=40, pattern="^[0-9a-f]{40}$")
+    events: list[list[str]]
+
+
+class KbImportRequest(BaseModel):
+    """Raw KATO data of one knowledge base: pattern rows and ``{kb_id}:*`` Redis keys, stored verbatim."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kb_id: str = Field(min_length=1, max_length=200)
+    patterns: list[ImportRow] = Field(default_factory=list)
+    keys: dict[str, RedisValue] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ ingress replica, or a plain uvicorn server in single-process mode and tests).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -15,9 +16,15 @@ from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from schema.api import BulkLearnRequest, CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.api import (
+    BulkLearnRequest,
+    CreateSessionRequest,
+    KbImportRequest,
+    ObservationData,
+    ObservationSequenceRequest,
+)
 from schema.config import ConfigValidationError
 from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
 from serve_app.monitoring import no_data_detail
@@ -165,6 +172,9 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     async def cognition_data(session_id: str):
         return await call(current().require().cognition_data, session_id)
 
+    def node_of(request: Request, node_id: str | None) -> str:
+        return resolve_node(node_id, request.headers.get("x-test-id"), request.headers.get("x-node-id"))
+
     @app.post("/bulk/learn", summary="Learn many patterns of a node at once",
               description="Bulk ingest through the batch path: the end state (pattern rows, frequencies, "
                           "emotives, metadata, symbol statistics, affinity) equals learning the patterns one "
@@ -173,9 +183,22 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     async def bulk_learn(body: BulkLearnRequest):
         return await call(current().require().bulk_learn, body)
 
+    @app.get("/bulk/export", summary="Every pattern of a node as JSON lines",
+             description="One JSON object per line: name, events, emotives (stored list), metadata, frequency. "
+                         "Loading the lines with /bulk/learn into an empty node recreates the patterns.")
+    async def bulk_export(request: Request, node_id: str | None = None, kb_id: str | None = None):
+        service = current().require()
+        rows = await call(lambda: [json.dumps(row) + "\n" for row in
+                                   service.export_kb(node_of(request, node_id), kb_id)])
+        return StreamingResponse(iter(rows), media_type="application/x-ndjson")
+
+    @app.post("/bulk/import-kato", summary="Import a KATO knowledge base verbatim (used by import-kato)",
+              description="Pattern rows are stored without applying statistics; the given `{kb_id}:*` Redis keys "
+                          "are written as they are, so a KATO deployment's statistics carry over exactly.")
+    async def bulk_import(body: KbImportRequest):
+        return await call(current().require().import_kb, body)
+
     # ---------------------------------------------------------------- node level
-    def node_of(request: Request, node_id: str | None) -> str:
-        return resolve_node(node_id, request.headers.get("x-test-id"), request.headers.get("x-node-id"))
 
     @app.get("/pattern/{pattern_id}", summary="A stored pattern of the node")
     async def pattern(pattern_id: str, request: Request, node_id: str | None = None):

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 from cluster.redis_kb import RedisKB
 from cluster.sessions_store import SessionLockTimeout, SessionStore, session_key
-from schema.api import BulkLearnRequest, CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.api import (
+    BulkLearnRequest,
+    CreateSessionRequest,
+    KbImportRequest,
+    ObservationData,
+    ObservationSequenceRequest,
+)
 from schema.config import ServerDefaults, creation_config, effective_config, validate_update
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
 from schema.session import SessionState, new_session_id
@@ -33,6 +39,8 @@ class Backend(session_logic.KnowledgeBackend, Protocol):
     def clear_kb(self, kb_id: str) -> None: ...
 
     def learn_batch(self, kb_id: str, patterns: list[LearnedPattern], persistence: int) -> list[bool]: ...
+
+    def store_patterns(self, kb_id: str, patterns: list[LearnedPattern]) -> int: ...
 
     def finalize_training(self, kb_id: str) -> int: ...
 
@@ -226,23 +234,66 @@ class KatoService:
 
     def bulk_learn(self, request: BulkLearnRequest) -> dict[str, Any]:
         """Learn many patterns through the batch path; patterns under two symbols are skipped, as a learn
-        would skip them."""
+        would skip them. A ``batch_id`` already applied to the node is not applied again."""
+        kb_id = self.kb_id(request.node_id)
+        applied_key = f"{kb_id}:bulk:applied_batches"
+        client = self.backend.redis_kb.client
+        if request.batch_id is not None and client.sismember(applied_key, request.batch_id):
+            return {"status": "already_applied", "node_id": kb_id, "patterns_received": len(request.patterns),
+                    "learns_applied": 0, "new_patterns": 0, "skipped": 0, "pattern_names": []}
         learned: list[LearnedPattern] = []
         names: list[str] = []
         skipped = 0
         for item in request.patterns:
-            pattern = make_pattern(item.events, item.emotives, [item.metadata] if item.metadata else [])
+            records = [{key: value} for key, values in item.metadata.items()
+                       for value in (values if isinstance(values, list) else [values])]
+            pattern = make_pattern(item.events, item.emotives, records)
             if pattern is None:
                 skipped += 1
                 names.append("")
                 continue
             names.append(PATTERN_PREFIX + pattern.name)
-            learned.extend([pattern] * item.frequency)
-        kb_id = self.kb_id(request.node_id)
+            learned.append(pattern)
+            plain = LearnedPattern(name=pattern.name, events=pattern.events)
+            learned.extend([plain] * (item.frequency - 1))
         new = self.backend.learn_batch(kb_id, learned, request.persistence) if learned else []
+        if request.batch_id is not None:
+            client.sadd(applied_key, request.batch_id)
         return {"status": "learned", "node_id": kb_id, "patterns_received": len(request.patterns),
                 "learns_applied": len(learned), "new_patterns": sum(new), "skipped": skipped,
                 "pattern_names": names}
+
+    def export_kb(self, node_id: str, kb_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every pattern of a node (or of a raw ``kb_id``) with what a load needs to recreate it (the inverse
+        of ``bulk_learn``)."""
+        kb_id = kb_id or self.kb_id(node_id)
+        for name, events in sorted(self.backend.shards.export(kb_id)):
+            info = self.backend.redis_kb.pattern_info(kb_id, name) or {}
+            yield {"name": PATTERN_PREFIX + name, "events": events, "emotives": info.get("emotives") or [],
+                   "metadata": info.get("metadata") or {}, "frequency": max(1, int(info.get("frequency") or 0))}
+
+    def import_kb(self, request: KbImportRequest) -> dict[str, Any]:
+        """Store a KATO KB's pattern rows (no statistics applied) and its Redis keys verbatim."""
+        prefix = f"{request.kb_id}:"
+        foreign = [k for k in request.keys if not k.startswith(prefix)]
+        if foreign:
+            raise Unprocessable(f"keys must start with {prefix!r}; got {foreign[:3]}")
+        stored = self.backend.store_patterns(request.kb_id, [LearnedPattern(name=row.name, events=row.events)
+                                                             for row in request.patterns])
+        pipe = self.backend.redis_kb.client.pipeline(transaction=False)
+        for key, item in request.keys.items():
+            pipe.delete(key)
+            if item.type == "string":
+                pipe.set(key, str(item.value))
+            elif item.type == "hash" and item.value:
+                pipe.hset(key, mapping={str(k): str(v) for k, v in dict(item.value).items()})
+            elif item.type == "set" and item.value:
+                pipe.sadd(key, *[str(v) for v in item.value])
+            elif item.type == "list" and item.value:
+                pipe.rpush(key, *[str(v) for v in item.value])
+        pipe.execute()
+        return {"status": "imported", "kb_id": request.kb_id, "patterns_received": len(request.patterns),
+                "patterns_stored": stored, "keys_written": len(request.keys)}
 
     # ---------------------------------------------------------- node level
     def pattern(self, node_id: str, pattern_id: str) -> dict[str, Any]:
