@@ -13,10 +13,11 @@ DATA_DIR = typer.Option("./data", "--data-dir", help="Where the embedded engines
 
 
 @app.command()
-def up(port: int = typer.Option(8000, help="HTTP port of the KATO API."),
-       host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
-       shards: int = typer.Option(2, help="Number of shard actors (bucket ranges)."),
-       data_dir: str = DATA_DIR,
+def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_PORT; default 8000]."),
+       host: str = typer.Option(None, help="Interface to bind [env KATO_HOST; default 127.0.0.1, loopback]."),
+       shards: int = typer.Option(None, help="Number of shard actors (bucket ranges) [env KATO_SHARDS; default 2]."),
+       data_dir: str = typer.Option(None, "--data-dir", help="Where the embedded engines keep their data "
+                                                             "[env KATO_DATA_DIR; default ./data]."),
        store: str = typer.Option(None, help="ClickHouse DSN (http://host:8123); default: embedded chdb."),
        redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
        detach: bool = typer.Option(False, help="Run in the background; return once /health answers.")) -> None:

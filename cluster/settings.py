@@ -24,6 +24,11 @@ class Settings:
     max_replicas: int = 2
     target_ongoing_requests: int = 8
     namespace: str = "kato"
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_events_per_request: int = 10_000
+    max_symbols_per_event: int = 10_000
+    max_symbol_length: int = 10_000
+    api_keys: str = ""  # "key1=node_a,node_b;key2=*": bearer tokens and the node ids each may use
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

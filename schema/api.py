@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ObservationData(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN/Infinity are not JSON and would poison every metric computed from them: refused with 422.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     strings: list[str] = Field(default_factory=list, description="Symbols observed together (one event).")
     vectors: list[list[float]] = Field(default_factory=list, description="Vectors, summed into one VCTR| symbol.")
@@ -45,7 +46,7 @@ class CreateSessionRequest(BaseModel):
 class BulkPattern(BaseModel):
     """One pattern to learn: its events as stored (no re-sorting), with what a learn would carry."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     events: list[list[str]] = Field(description="The pattern's events, in order.")
     emotives: list[dict[str, float]] = Field(default_factory=list, description="Per-observation emotive dicts.")

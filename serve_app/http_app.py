@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from actors.ray_shard import ShardUnavailable
 from schema.api import (
     BulkLearnRequest,
     CreateSessionRequest,
@@ -26,6 +33,7 @@ from schema.api import (
     ObservationSequenceRequest,
 )
 from schema.config import ConfigValidationError
+from serve_app.access import OPEN_PATHS, nodes_for_token, restrict_to
 from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
 from serve_app.monitoring import no_data_detail
 from serve_app.service import KatoService, resolve_node
@@ -51,11 +59,45 @@ class ServiceHolder:
     service: KatoService | None = None
     monitor: Any = None  # serve_app.monitoring.Monitor
     events: Any = None  # serve_app.events.EventBus
+    api_keys: dict[str, frozenset[str]] = field(default_factory=dict)
+    max_body_bytes: int = 64 * 1024 * 1024
 
     def require(self) -> KatoService:
         if self.service is None:
             raise ServiceUnavailable("service is starting")
         return self.service
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def unavailable(detail: str, retry_after: int = 1) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+
+async def _body_too_large(request: Request, limit: int) -> bool:
+    """Content-Length over the limit, or (without one) a streamed body that grows past it."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.isdigit() and int(length) > limit
+    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        return False
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return True
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # starlette replays a read body to the handler
+    return False
 
 
 def build_app(holder: ServiceHolder | None = None) -> FastAPI:
@@ -69,13 +111,23 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def kato_conventions(request: Request, call_next):
-        """Trace and session headers, the session-404 check before validation, request metrics."""
+        """Trace and session headers, API keys, the body limit, the session-404 check before validation,
+        request metrics."""
         start = time.perf_counter()
         trace_id = request.headers.get("x-trace-id") or uuid.uuid4().hex
         match = SESSION_PATH.match(request.url.path)
         session_id = match.group("sid") if match and match.group("sid") not in NOT_A_SESSION else None
         response = None
-        if session_id is not None and current().service is not None:
+        holder = current()
+        if holder.api_keys and request.url.path not in OPEN_PATHS:
+            try:
+                restrict_to(nodes_for_token(holder.api_keys, request.headers.get("authorization")))
+            except ApiError as error:
+                response = JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+        if response is None and await _body_too_large(request, holder.max_body_bytes):
+            response = JSONResponse({"detail": f"request body exceeds {holder.max_body_bytes} bytes"},
+                                    status_code=413)
+        if response is None and session_id is not None and current().service is not None:
             rest = match.group("rest") or ""
             checked = (rest and rest != "/exists") or (not rest and request.method == "DELETE")
             if checked and not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
@@ -94,6 +146,21 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError):
         return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError):
+        """FastAPI's 422 body, with non-finite numbers in the echoed input written as strings (JSON has none)."""
+        return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+
+    @app.exception_handler(ShardUnavailable)
+    async def shard_unavailable(_request: Request, error: ShardUnavailable):
+        return unavailable("a shard is restarting; retry shortly")
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_request: Request, error: RedisError):
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):
+            return unavailable("Redis is unavailable; retry shortly")
+        raise error
 
     @app.exception_handler(ConfigValidationError)
     async def config_error(_request: Request, error: ConfigValidationError):
@@ -306,6 +373,13 @@ def install_monitoring_routes(app: FastAPI, current) -> None:
     async def events(websocket: WebSocket):
         """Snapshot first, then every cluster event (subscribed before the snapshot: nothing is missed);
         text ``ping`` is answered with ``pong``."""
+        keys = current().api_keys
+        if keys:
+            try:
+                nodes_for_token(keys, websocket.headers.get("authorization"))
+            except ApiError:
+                await websocket.close(code=1008)
+                return
         await websocket.accept()
         bus = current().events
         subscription = await bus.open_subscription()

@@ -21,6 +21,7 @@ from cluster.sessions_store import SessionStore
 from cluster.settings import Settings
 from cluster.store import PatternStore
 from schema.config import ServerDefaults
+from serve_app.access import PayloadLimits, parse_api_keys
 from serve_app.cluster_backend import ClusterBackend
 from serve_app.predictor import LocalShards
 from serve_app.service import KatoService
@@ -45,8 +46,9 @@ class LocalRuntime:
 
 
 def build_service(client: redis.Redis, backend: ClusterBackend, settings: Settings, publish=None) -> KatoService:
+    limits = PayloadLimits(settings.max_events_per_request, settings.max_symbols_per_event, settings.max_symbol_length)
     return KatoService(SessionStore(client, default_ttl=settings.session_ttl), backend, ServerDefaults.from_env(),
-                       settings.service_name, publish)
+                       settings.service_name, publish, limits)
 
 
 def start_local(settings: Settings, publish=None) -> LocalRuntime:
@@ -80,3 +82,5 @@ def attach_observability(holder, client: redis.Redis, redis_url: str, settings: 
     holder.service.publish = publish
     holder.monitor = monitor
     holder.events = bus
+    holder.api_keys = parse_api_keys(settings.api_keys)
+    holder.max_body_bytes = settings.max_body_bytes

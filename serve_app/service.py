@@ -25,6 +25,7 @@ from schema.config import ServerDefaults, creation_config, effective_config, val
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
 from schema.session import SessionState, new_session_id
 from serve_app import session_logic
+from serve_app.access import ALL_NODES, Forbidden, PayloadLimits, allowed_nodes, authorize_node
 from serve_app.errors import BadRequest, ServiceUnavailable, SessionNotFound, Unprocessable
 from serve_app.learning import LearnedPattern, make_pattern
 from serve_app.reference_engine import QueryOptions
@@ -56,21 +57,30 @@ def _now_iso() -> str:
 
 class KatoService:
     def __init__(self, sessions: SessionStore, backend: Backend, defaults: ServerDefaults | None = None,
-                 service_name: str = "kato", publish: EventSink | None = None):
+                 service_name: str = "kato", publish: EventSink | None = None, limits: PayloadLimits | None = None):
         self.sessions = sessions
         self.backend = backend
         self.defaults = defaults or ServerDefaults()
         self.service_name = service_name
         self.publish = publish or (lambda _type, _data: None)
+        self.limits = limits or PayloadLimits()
 
     # ------------------------------------------------------------- helpers
     def kb_id(self, node_id: str) -> str:
+        authorize_node(node_id)
         return kb_id_for(node_id, self.service_name)
+
+    @staticmethod
+    def _require_all_nodes() -> None:
+        nodes = allowed_nodes.get()
+        if nodes is not None and ALL_NODES not in nodes:
+            raise Forbidden("raw knowledge-base access needs an API key for all nodes ('*')")
 
     def _load(self, session_id: str) -> SessionState:
         record = self.sessions.get(session_id, touch=True)
         if record is None:
             raise SessionNotFound(session_id)
+        authorize_node(record["node_id"])
         return SessionState.from_dict(record)
 
     @contextmanager
@@ -98,6 +108,7 @@ class KatoService:
         if request.ttl_seconds is not None and not 0 <= request.ttl_seconds <= MAX_TTL_SECONDS:
             raise Unprocessable(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (0 means the default)")
         ttl = request.ttl_seconds or self.defaults_ttl
+        authorize_node(request.node_id)
         record = self.sessions.create(request.node_id, ttl_seconds=ttl, session_id=new_session_id(),
                                       metadata=dict(request.metadata),
                                       session_config=creation_config(request.config))
@@ -114,6 +125,7 @@ class KatoService:
         record = self.sessions.get(session_id, touch=True)
         if record is None:
             raise SessionNotFound(session_id, with_error=False)
+        authorize_node(record["node_id"])
         remaining = max(0, int(self.sessions.client.ttl(session_key(session_id))))
         return self._session_response(SessionState.from_dict(record), remaining)
 
@@ -121,6 +133,9 @@ class KatoService:
         return {**self.sessions.exists(session_id), "session_id": session_id}
 
     def delete_session(self, session_id: str) -> dict[str, Any]:
+        record = self.sessions.get(session_id, touch=False)
+        if record is not None:
+            authorize_node(record["node_id"])
         if not self.sessions.delete(session_id):
             raise SessionNotFound(session_id)
         self.publish("session.destroyed", {"session_id": session_id, "destroyed_at": _now_iso(),
@@ -133,6 +148,7 @@ class KatoService:
     def extend_session(self, session_id: str, ttl_seconds: int) -> dict[str, Any]:
         if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise Unprocessable(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}")
+        self._load(session_id)
         if not self.sessions.extend(session_id, ttl_seconds):
             raise SessionNotFound(session_id)
         return {"status": "extended", "session_id": session_id, "ttl_seconds": ttl_seconds}
@@ -150,6 +166,7 @@ class KatoService:
 
     # -------------------------------------------------------- observations
     def observe(self, session_id: str, observation: ObservationData) -> dict[str, Any]:
+        self.limits.check_observation(observation)
         with self._locked(session_id) as state:
             try:
                 return session_logic.observe(state, observation, self._config(state), self.backend,
@@ -158,6 +175,7 @@ class KatoService:
                 raise BadRequest(str(error)) from error
 
     def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
+        self.limits.check_sequence(list(request.observations))
         with self._locked(session_id) as state:
             try:
                 return session_logic.observe_sequence(state, request, self._config(state), self.backend,
@@ -235,6 +253,12 @@ class KatoService:
     def bulk_learn(self, request: BulkLearnRequest) -> dict[str, Any]:
         """Learn many patterns through the batch path; patterns under two symbols are skipped, as a learn
         would skip them. A ``batch_id`` already applied to the node is not applied again."""
+        if len(request.patterns) > self.limits.max_events_per_request:
+            raise Unprocessable(f"{len(request.patterns)} patterns exceed the limit of "
+                                f"{self.limits.max_events_per_request} per request")
+        for i, item in enumerate(request.patterns):
+            for event in item.events:
+                self.limits.check_symbols(event, f"patterns[{i}]")
         kb_id = self.kb_id(request.node_id)
         applied_key = f"{kb_id}:bulk:applied_batches"
         client = self.backend.redis_kb.client
@@ -266,6 +290,8 @@ class KatoService:
     def export_kb(self, node_id: str, kb_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Every pattern of a node (or of a raw ``kb_id``) with what a load needs to recreate it (the inverse
         of ``bulk_learn``)."""
+        if kb_id is not None:
+            self._require_all_nodes()
         kb_id = kb_id or self.kb_id(node_id)
         for name, events in sorted(self.backend.shards.export(kb_id)):
             info = self.backend.redis_kb.pattern_info(kb_id, name) or {}
@@ -274,6 +300,7 @@ class KatoService:
 
     def import_kb(self, request: KbImportRequest) -> dict[str, Any]:
         """Store a KATO KB's pattern rows (no statistics applied) and its Redis keys verbatim."""
+        self._require_all_nodes()
         prefix = f"{request.kb_id}:"
         foreign = [k for k in request.keys if not k.startswith(prefix)]
         if foreign:
