@@ -2,6 +2,10 @@
 
 Runs on the merged candidate set: the per-candidate fields come from ``actors.matching`` (or the shard
 kernels, which produce the same fields), the statistics from Redis in one round trip.
+
+``score`` is the vectorised implementation used on every prediction; ``_score_reference`` (with the helpers
+above it) is the readable one-candidate-at-a-time version it is tested against
+(``tests/unit/test_corpus_metrics_fast.py``) and falls back to for inputs it does not handle.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from operator import add
+from itertools import chain, repeat
+from operator import add, attrgetter, mul, neg
 from typing import Any
+
+import numpy as np
 
 from actors.matching import CandidateMatch, fragmentation_term
 from schema.events import flatten
@@ -184,13 +191,14 @@ def rank_key(algo: str):
     return key
 
 
-def score(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]], stats: CorpusStats,
-          options: RankingOptions, weight_symbols: Sequence[str] | None = None, total_candidates: int | None = None
-          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Corpus metrics, ranking and truncation of a candidate set; returns (predictions, future_potentials).
+def _score_reference(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]], stats: CorpusStats,
+                     options: RankingOptions, weight_symbols: Sequence[str] | None = None,
+                     total_candidates: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The readable reference of :func:`score`: one candidate at a time, straight from the formulas.
 
-    ``weight_symbols`` are the symbols that get affinity weights (default: the state's symbols);
-    ``total_candidates`` is the size of the full set when ``candidates`` are merged local tops.
+    :func:`score` must return exactly what this returns (``tests/unit/test_corpus_metrics_fast.py``);
+    it is also the fallback for inputs the fast path does not handle (NaN pre-potentials, max_predictions < 1,
+    a ``rank_sort_algo`` that is not a numeric prediction field).
     """
     if not candidates:
         return [], []
@@ -318,3 +326,422 @@ def pattern_intrinsics(events: Sequence[Sequence[str]], pmf: Mapping[str, int], 
         global_normalized_entropy=global_normalized_entropy(symbols, probability, total_symbols),
         tf_vector=tf_vector(symbols),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast path. Same formulas as ``_score_reference``, evaluated once per distinct value instead of once per
+# candidate: the symbols of the call are mapped to ints, the per-(candidate, distinct present symbol) terms are
+# laid out in first-occurrence order and summed left to right (a column loop over a zero-padded matrix, so each
+# sum adds the same floats in the same order as Python's ``sum`` and is bit-identical); scalar formulas are
+# elementwise numpy (+, -, *, /, sqrt are correctly rounded, so identical); logs and powers use ``math``.
+# ---------------------------------------------------------------------------------------------------------------
+
+_NUMERIC_RANK_FIELDS = frozenset({
+    "frequency", "similarity", "evidence", "confidence", "fragmentation", "snr", "entropy", "normalized_entropy",
+    "global_normalized_entropy", "confluence", "itfdf_similarity", "tfidf_score", "pattern_probability",
+    "weighted_strength", "predictive_information", "bayesian_prior", "bayesian_likelihood", "bayesian_posterior",
+    "potential", "weighted_similarity", "weighted_evidence", "weighted_confidence", "weighted_snr",
+})
+_NAME = attrgetter("name")
+_MATCHES = attrgetter("matches")
+_MISSING = attrgetter("missing")
+_PRESENT = attrgetter("present")
+_FUTURE = attrgetter("future")
+_JOIN_SYMBOLS = '", "'.join
+
+
+def _plain_futures(futures: Sequence[Sequence[Sequence[str]]]) -> bool:
+    """Whether every future symbol is a str that JSON writes as itself between quotes, and no event is empty.
+
+    Then ``'[["' + '"], ["'.join(map('", "'.join, events)) + '"]]'`` is exactly ``json.dumps(events)``.
+    """
+    try:
+        symbols = "".join(chain.from_iterable(chain.from_iterable(futures)))
+    except TypeError:  # a symbol that is not a str
+        return False
+    return (all(chain.from_iterable(futures)) and symbols.isascii() and symbols.isprintable()
+            and '"' not in symbols and "\\" not in symbols)
+
+
+def _sha1_text(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _sequential_sums(values: np.ndarray, segment: np.ndarray, position: np.ndarray, segments: int) -> np.ndarray:
+    """Per segment, ``sum()`` of its values in position order, added left to right from 0.0 like Python's sum.
+
+    ``values`` is (m,) or (m, k); the result is (segments,) or (segments, k).
+    """
+    width = int(position.max()) + 1 if len(position) else 0
+    padded = np.zeros((width, segments, *values.shape[1:]))
+    padded[position, segment] = values
+    total = np.zeros((segments, *values.shape[1:]))
+    for row in padded:  # x + 0.0 == x for every x the sums can hold (they never hold -0.0)
+        total += row
+    return total
+
+
+def _prune_fast(candidates: list[CandidateMatch], limit: int) -> list[CandidateMatch] | None:
+    """``prune`` followed by the stable sort by name, in the order ``_score_reference`` produces; None for NaNs."""
+    if len(candidates) <= limit:
+        return sorted(candidates, key=_NAME)
+    # CandidateMatch.pre_potential, inlined (one pass over the candidates is most of the cost here).
+    pre_list = [(c.evidence + c.confidence) * c.snr + (0.0 if (f := c.fragmentation) == -1.0 else 1.0 / (f + 1.0))
+                for c in candidates]
+    pre = np.array(pre_list, dtype=np.float64)
+    if np.isnan(pre).any():
+        return None
+    negative = -pre
+    kth = np.partition(negative, limit - 1)[limit - 1]
+    chosen = np.flatnonzero(negative < kth).tolist()
+    tied = np.flatnonzero(negative == kth).tolist()
+    need = limit - len(chosen)
+    if len(tied) > need:  # the reference's tie-break among equal pre-potentials: similarity desc, then name
+        tied_arr = np.array(tied, dtype=np.intp)
+        negative_sim = -np.array([candidates[i].similarity for i in tied], dtype=np.float64)
+        if np.isnan(negative_sim).any():
+            return None
+        kth_sim = np.partition(negative_sim, need - 1)[need - 1]
+        chosen.extend(tied_arr[negative_sim < kth_sim].tolist())
+        tied = tied_arr[negative_sim == kth_sim].tolist()
+        need = limit - len(chosen)
+        if len(tied) > need:
+            tied_names = [candidates[i].name for i in tied]
+            tied = [tied[j] for j in sorted(range(len(tied)), key=tied_names.__getitem__)[:need]]
+    chosen.extend(tied)
+    kept = [candidates[i] for i in chosen]
+    names = list(map(_NAME, kept))
+    if len(set(names)) == len(names):
+        return [kept[j] for j in sorted(range(len(kept)), key=names.__getitem__)]
+    # Duplicate names: the stable name sort of the list ordered by (-pre, -similarity, name, input order).
+    chosen.sort(key=lambda i: (candidates[i].name, -pre_list[i], -candidates[i].similarity, i))
+    return [candidates[i] for i in chosen]
+
+
+def score(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]], stats: CorpusStats,
+          options: RankingOptions, weight_symbols: Sequence[str] | None = None, total_candidates: int | None = None
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Corpus metrics, ranking and truncation of a candidate set; returns (predictions, future_potentials).
+
+    ``weight_symbols`` are the symbols that get affinity weights (default: the state's symbols);
+    ``total_candidates`` is the size of the full set when ``candidates`` are merged local tops.
+    Vectorised; returns exactly what ``_score_reference`` returns.
+    """
+    if not candidates:
+        return [], []
+    limit = 3 * options.max_predictions
+    if limit <= 0:
+        return _score_reference(candidates, state_events, stats, options, weight_symbols, total_candidates)
+    pruned = (len(candidates) if total_candidates is None else total_candidates) > limit
+    kept = _prune_fast(candidates, limit)
+    if kept is None:
+        return _score_reference(candidates, state_events, stats, options, weight_symbols, total_candidates)
+
+    n = len(kept)
+    state = flatten(state_events)
+    tup = stats.total_unique_patterns
+    total_symbols = stats.total_symbols
+    names = [c.name for c in kept]
+    sims_raw = [c.similarity for c in kept]
+    sims = np.array(sims_raw, dtype=np.float64)
+
+    # P(s) for the symbols of matches and missing (membership matters to tf-idf and confluence).
+    prob_symbols = dict.fromkeys(chain.from_iterable(map(_MATCHES, kept)))
+    prob_symbols.update(dict.fromkeys(chain.from_iterable(chain.from_iterable(map(_MISSING, kept)))))
+    n_prob = len(prob_symbols)
+    if tup > 0:  # pmf counts / TUP: float64 division of exact ints is Python's int / int
+        prob_values = np.fromiter(map(stats.pmf.get, prob_symbols, repeat(0)), np.float64, n_prob) / tup
+    else:
+        prob_values = np.zeros(n_prob)
+
+    if stats.intrinsics:
+        intrinsics_get = stats.intrinsics.get
+        intrinsics = [intrinsics_get(name) for name in names]
+        intrinsic_rows = [i for i, x in enumerate(intrinsics) if x is not None]
+    else:
+        intrinsic_rows = []
+
+    presents = list(map(_PRESENT, kept))
+    lengths = [sum(map(len, p)) for p in presents]
+    flat = list(chain.from_iterable(chain.from_iterable(presents)))
+
+    # One int per symbol of the call; ids below n_prob are exactly the symbols with a probability.
+    vocabulary = dict.fromkeys(prob_symbols)
+    vocabulary.update(dict.fromkeys(state))
+    vocabulary.update(dict.fromkeys(flat))
+    for i in intrinsic_rows:
+        vocabulary.update(dict.fromkeys(intrinsics[i].tf_vector))
+    ids = dict(zip(vocabulary, range(len(vocabulary))))
+    size = len(ids)
+    probability = np.zeros(size)
+    probability[:n_prob] = prob_values
+
+    # Per-symbol terms, computed once per distinct probability with the reference's own expressions.
+    global_term = np.zeros(size)       # _expectation(P(s), total_symbols); P = 0.0 outside the cache
+    log_term = np.full(size, math.log10(UNSEEN_SYMBOL_PROBABILITY))   # confluence's log10
+    idf = np.ones(size)                # log2(TUP / n_s) + 1
+    if tup != 0:
+        idf[:] = math.log2(tup / 1) + 1
+    if n_prob:
+        unique_p, inverse_p = np.unique(probability[:n_prob], return_inverse=True)
+        g_values, l_values, i_values = [], [], []
+        for p in unique_p.tolist():
+            g_values.append(_expectation(p, total_symbols))
+            l_values.append(math.log10(p if p > 0 else UNSEEN_SYMBOL_PROBABILITY))
+            i_values.append(math.log2(tup / max(1, int(p * tup))) + 1 if tup != 0 else 1.0)
+        global_term[:n_prob] = np.array(g_values)[inverse_p]
+        log_term[:n_prob] = np.array(l_values)[inverse_p]
+        idf[:n_prob] = np.array(i_values)[inverse_p]
+
+    state_ids = np.fromiter(map(ids.__getitem__, state), dtype=np.intp, count=len(state))
+    state_counts = np.bincount(state_ids, minlength=size).astype(np.float64)
+
+    # Present symbols: occurrences (confluence) and distinct (candidate, symbol) pairs in first-occurrence order
+    # (entropies, tf-idf, itfdf vectors).
+    lengths_arr = np.array(lengths, dtype=np.intp)
+    n_flat = len(flat)
+    sums = np.zeros((n, 8))
+    pairs_per_row = np.zeros(n, dtype=np.intp)
+    state_in_present = None
+    state_unique = list(dict.fromkeys(state))
+    if n_flat:
+        flat_ids = np.fromiter(map(ids.__getitem__, flat), dtype=np.intp, count=n_flat)
+        flat_row = np.repeat(np.arange(n), lengths_arr)
+        flat_start = np.cumsum(lengths_arr) - lengths_arr
+        flat_pos = np.arange(n_flat) - flat_start[flat_row]
+
+        keys, first, counts = np.unique(flat_row * size + flat_ids, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        keys, counts = keys[order], counts[order]
+        pair_row, pair_sym = keys // size, keys % size
+        pairs_per_row = np.bincount(pair_row, minlength=n)
+        pair_pos = np.arange(len(keys)) - (np.cumsum(pairs_per_row) - pairs_per_row)[pair_row]
+        pair_n = lengths_arr[pair_row]
+
+        # Shannon and normalized entropy terms: once per distinct (count, length).
+        codes, inverse_c = np.unique(counts * (int(lengths_arr.max()) + 1) + pair_n, return_inverse=True)
+        base = int(lengths_arr.max()) + 1
+        h_values, ne_values = [], []
+        for code in codes.tolist():
+            p = (code // base) / (code % base)
+            h_values.append(-(p * math.log(p, 2)))
+            ne_values.append(_expectation(p, total_symbols))
+        p_sym = probability[pair_sym]
+        x = p_sym * state_counts[pair_sym]
+        y = p_sym * counts
+        terms = np.empty((len(keys), 8))
+        terms[:, 0] = np.array(h_values)[inverse_c]
+        terms[:, 1] = np.array(ne_values)[inverse_c]
+        terms[:, 2] = global_term[pair_sym]
+        terms[:, 3] = (counts / pair_n) * idf[pair_sym]
+        terms[:, 4] = x * y
+        terms[:, 5] = y * y
+        terms[:, 6] = x * x
+        terms[:, 7] = 0.0
+        sums = _sequential_sums(terms, pair_row, pair_pos, n)
+        sums[:, 7] = _sequential_sums(log_term[flat_ids], flat_row, flat_pos, n)
+
+        if state_unique:
+            column = np.full(size, -1, dtype=np.intp)
+            column[[ids[s] for s in state_unique]] = np.arange(len(state_unique))
+            hit = column[pair_sym] >= 0
+            state_in_present = np.zeros((n, len(state_unique)), dtype=bool)
+            state_in_present[pair_row[hit], column[pair_sym[hit]]] = True
+
+    # itfdf's state norm: the present part above, then the state symbols absent from the present, in order.
+    state_norm2 = sums[:, 6].copy()
+    for j, s in enumerate(state_unique):
+        v = probability[ids[s]] * state_counts[ids[s]]
+        xx = v * v
+        state_norm2 += xx if state_in_present is None else np.where(state_in_present[:, j], 0.0, xx)
+
+    if type(stats).frequency is CorpusStats.frequency:  # CorpusStats.frequency, inlined
+        frequency_get = stats.frequencies.get
+        frequencies = [max(1, int(v)) for v in map(frequency_get, names, repeat(0))]
+    else:
+        frequencies = [stats.frequency(name) for name in names]
+    freq = np.array(frequencies, dtype=np.float64)
+    sum_freq = sum(frequencies)
+    prior = freq / sum_freq
+    prior_list = prior.tolist()
+    sum_sim_prior = sum(map(mul, sims_raw, prior_list))
+    weighted_strength = sims * prior
+    posterior = weighted_strength / sum_sim_prior if sum_sim_prior > 0 else np.zeros(n)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        norm_s = np.sqrt(state_norm2)
+        norm_p = np.sqrt(sums[:, 5])
+        distance = 1 - sums[:, 4] / (norm_s * norm_p)
+        distance = np.where((norm_s == 0) | (norm_p == 0) | np.isnan(distance), 1.0, distance)
+        itfdf = 1 - distance * freq / sum_freq
+        tfidf = (np.where(pairs_per_row > 0, sums[:, 3] / np.maximum(pairs_per_row, 1), 0.0) if tup != 0
+                 else np.zeros(n))
+    tpf = stats.total_pattern_frequencies
+    p_e_h = freq / tpf if tpf > 0 else np.zeros(n)
+    conditional = np.array([10 ** t for t in sums[:, 7].tolist()]) if n_flat else np.zeros(n)
+    confluence = np.where(lengths_arr > 0, p_e_h * (1 - conditional), 0.0)
+
+    entropy = sums[:, 0].tolist()
+    norm_entropy = sums[:, 1].tolist()
+    global_entropy = sums[:, 2].tolist()
+    tfidf_list = tfidf.tolist()
+    if intrinsic_rows:
+        tf_rows, tf_pos, tf_ids, tf_weights, tf_sizes = [], [], [], [], []
+        for r, i in enumerate(intrinsic_rows):
+            x_i = intrinsics[i]
+            entropy[i] = float(x_i.entropy)
+            norm_entropy[i] = float(x_i.normalized_entropy)
+            global_entropy[i] = float(x_i.global_normalized_entropy)
+            tf = x_i.tf_vector
+            tf_sizes.append(len(tf))
+            tf_rows.extend([r] * len(tf))
+            tf_pos.extend(range(len(tf)))
+            tf_ids.extend(map(ids.__getitem__, tf))
+            tf_weights.extend(tf.values())
+        if tf_rows and tup != 0:
+            ids_arr = np.array(tf_ids, dtype=np.intp)
+            totals = _sequential_sums(np.array(tf_weights, dtype=np.float64) * idf[ids_arr],
+                                      np.array(tf_rows, dtype=np.intp), np.array(tf_pos, dtype=np.intp),
+                                      len(intrinsic_rows))
+            for r, i in enumerate(intrinsic_rows):
+                tfidf_list[i] = float(totals[r] / tf_sizes[r]) if tf_sizes[r] else 0.0
+        else:
+            for i in intrinsic_rows:
+                tfidf_list[i] = 0.0
+
+    # Affinity-weighted fields.
+    weights = (affinity_weights(weight_symbols if weight_symbols is not None else state, stats,
+                                options.affinity_emotive) if options.affinity_emotive else None)
+    if weights is not None:
+        get = weights.get
+        zero = repeat(0.0)
+        w_state = sum(map(get, state, zero))
+        w_sim, w_ev, w_conf, w_snr = [], [], [], []
+        for c in kept:
+            w_matches = sum(map(get, c.matches, zero))
+            w_pattern = sum(map(get, chain.from_iterable(c.events), zero))
+            w_present = sum(map(get, chain.from_iterable(c.present), zero))
+            w_extras = sum(map(get, chain.from_iterable(c.extras), zero))
+            denominator = w_state + w_pattern
+            w_sim.append(2 * w_matches / denominator if denominator else None)
+            w_ev.append(w_matches / w_pattern if w_pattern else 0.0)
+            w_conf.append(w_matches / w_present if w_present else 0.0)
+            w_snr.append(w_matches / (w_matches + w_extras) if (w_matches + w_extras) else 0.0)
+        base = [(e + c) * r for e, c, r in zip(w_ev, w_conf, w_snr)]
+    else:
+        w_sim = w_ev = w_conf = w_snr = [None] * n
+        base = [(c.evidence + c.confidence) * c.snr for c in kept]
+    fragmentation_terms = [0.0 if (f := c.fragmentation) == -1.0 else 1.0 / (f + 1.0) for c in kept]  # inlined
+    potential = (np.array(base, dtype=np.float64) + itfdf + np.array(fragmentation_terms, dtype=np.float64)).tolist()
+
+    # Future potentials: one group per distinct future (events compared sorted), representative = first by name.
+    futures = list(map(_FUTURE, kept))
+    index: dict[str, int] = {}
+    setdefault = index.setdefault
+    if _plain_futures(futures):
+        # Each future's key text is its future_key JSON, built directly (and injective: it is JSON).
+        texts = ['[["' + '"], ["'.join(map(_JOIN_SYMBOLS, map(sorted, f))) + '"]]' if f else None for f in futures]
+        group_index = np.array([-1 if t is None else setdefault(t, len(index)) for t in texts], dtype=np.intp)
+        sha_key = _sha1_text
+    else:  # repr is injective on lists of lists: the same grouping as the sha1 key
+        group_index = np.array([setdefault(str(list(map(sorted, f))), len(index)) if f else -1 for f in futures],
+                               dtype=np.intp)
+        sha_key = None
+    strength_list = weighted_strength.tolist()
+    predictive = np.zeros(n)
+    future_potentials: list[dict[str, Any]] = []
+    if index:
+        has = group_index >= 0
+        member = group_index[has]
+        total_weighted = np.zeros(len(index))
+        np.add.at(total_weighted, member, (freq * sims)[has])  # unbuffered: adds in name order, like += would
+        total_weight = sum(total_weighted.tolist())
+        aggregate = total_weighted / total_weight if total_weight > 0 else np.zeros(len(index))
+        share = aggregate[member]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            predictive[has] = np.where(share > 0, weighted_strength[has] / share, 0.0)
+        _, first = np.unique(member, return_index=True)
+        representative = np.flatnonzero(has)[first].tolist()
+        aggregate_list = aggregate.tolist()
+        supporting = np.bincount(member, minlength=len(index)).tolist()
+        twf_list = total_weighted.tolist()
+        sha_keys = (list(map(sha_key, index)) if sha_key is not None
+                    else [future_key(futures[i]) for i in representative])
+        group_keys = list(zip(map(neg, aggregate_list), sha_keys))
+        for g in sorted(range(len(index)), key=group_keys.__getitem__):
+            future_potentials.append({"future": futures[representative[g]], "aggregate_potential": aggregate_list[g],
+                                      "supporting_patterns": supporting[g], "total_weighted_frequency": twf_list[g]})
+    predictive = predictive.tolist()
+
+    itfdf_list = itfdf.tolist()
+    confluence_list = confluence.tolist()
+    posterior_list = posterior.tolist()
+
+    emotives_get = stats.emotives.get
+
+    def build(i: int) -> dict[str, Any]:
+        c = kept[i]
+        prediction: dict[str, Any] = {
+            "type": "prototypical",
+            "name": c.name,
+            "frequency": frequencies[i],
+            "sequence": c.events,
+            "matches": c.matches,
+            "past": c.past,
+            "present": c.present,
+            "future": c.future,
+            "missing": c.missing,
+            "extras": c.extras,
+            "anomalies": c.anomalies,
+            "similarity": c.similarity,
+            "evidence": c.evidence,
+            "confidence": c.confidence,
+            "fragmentation": c.fragmentation,
+            "snr": c.snr,
+            "emotives": average_emotives(records) if (records := emotives_get(c.name)) else {},
+            "entropy": entropy[i],
+            "normalized_entropy": norm_entropy[i],
+            "global_normalized_entropy": global_entropy[i],
+            "confluence": confluence_list[i],
+            "itfdf_similarity": itfdf_list[i],
+            "tfidf_score": tfidf_list[i],
+            "pattern_probability": prior_list[i],
+            "weighted_strength": strength_list[i],
+            "predictive_information": predictive[i],
+            "bayesian_prior": prior_list[i],
+            "bayesian_likelihood": c.similarity,
+            "bayesian_posterior": posterior_list[i],
+            "potential": potential[i],
+            "weighted_similarity": w_sim[i],
+            "weighted_evidence": w_ev[i],
+            "weighted_confidence": w_conf[i],
+            "weighted_snr": w_snr[i],
+        }
+        if pruned:
+            prediction["_pre_potential"] = c.pre_potential
+        return prediction
+
+    algo = options.rank_sort_algo
+    if algo not in _NUMERIC_RANK_FIELDS:  # anything else: sort the dicts exactly as the reference does
+        predictions = [build(i) for i in range(n)]
+        predictions.sort(key=rank_key(algo))
+        return predictions[:options.max_predictions], future_potentials
+    field_lists: dict[str, Any] = {
+        "frequency": frequencies, "similarity": sims_raw, "bayesian_likelihood": sims_raw,
+        "entropy": entropy, "normalized_entropy": norm_entropy, "global_normalized_entropy": global_entropy,
+        "confluence": confluence_list, "itfdf_similarity": itfdf_list, "tfidf_score": tfidf_list,
+        "pattern_probability": prior_list, "bayesian_prior": prior_list, "weighted_strength": strength_list,
+        "predictive_information": predictive, "bayesian_posterior": posterior_list, "potential": potential,
+        "weighted_similarity": w_sim, "weighted_evidence": w_ev, "weighted_confidence": w_conf,
+        "weighted_snr": w_snr,
+    }
+    values = field_lists[algo] if algo in field_lists else [getattr(c, algo) for c in kept]
+    # rank_key over the name-sorted list: (-value, -similarity, name), stable. Without NaNs that is a lexsort by
+    # (-value, -similarity, position), since equal names sit in list order.
+    ranked = np.array([-math.inf if v is None else v for v in values], dtype=np.float64)
+    if np.isnan(ranked).any() or np.isnan(sims).any():
+        sort_keys = [(math.inf if v is None else -v, -s, name) for v, s, name in zip(values, sims_raw, names)]
+        order = sorted(range(n), key=sort_keys.__getitem__)
+    else:
+        order = np.lexsort((np.arange(n), -sims, -ranked)).tolist()
+    return [build(i) for i in order[:options.max_predictions]], future_potentials

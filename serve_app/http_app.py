@@ -7,6 +7,7 @@ ingress replica, or a plain uvicorn server in single-process mode and tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -130,9 +131,12 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         if response is None and session_id is not None and current().service is not None:
             rest = match.group("rest") or ""
             checked = (rest and rest != "/exists") or (not rest and request.method == "DELETE")
-            if checked and not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
-                error = SessionNotFound(session_id)
-                response = JSONResponse(error.body(), status_code=404)
+            try:
+                if checked and not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
+                    error = SessionNotFound(session_id)
+                    response = JSONResponse(error.body(), status_code=404)
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError):
+                response = unavailable("Redis is unavailable; retry shortly")
         if response is None:
             response = await call_next(request)
         response.headers["X-Trace-ID"] = trace_id
@@ -140,7 +144,8 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
             response.headers["X-Session-ID"] = session_id
         if current().monitor is not None:
             elapsed = time.perf_counter() - start
-            await call(current().monitor.record_request, request.url.path, response.status_code, elapsed)
+            with contextlib.suppress(RedisError):  # metrics never fail a request
+                await call(current().monitor.record_request, request.url.path, response.status_code, elapsed)
         return response
 
     @app.exception_handler(ApiError)

@@ -1,0 +1,85 @@
+"""Faults, concurrency and fuzzing against the running service (issue: reliability and security)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.e2e.kato_client import KatoClient
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_restart_keeps_sessions_and_statistics(base_url, embedded_redis):
+    k = KatoClient(base_url)
+    name = k.learn_sequence([["rr1"], ["rr2"], ["rr3"]])
+    k.learn_sequence([["rr1"], ["rr2"], ["rr3"]])
+    k.observe(["rr1"])
+    k.observe(["rr2"])
+    before = k.predictions()
+    embedded_redis.stop()
+    try:
+        during = k.http.get(k.url("/stm"))
+        assert during.status_code == 503 and during.headers["Retry-After"]
+        assert "Redis is unavailable" in during.json()["detail"]
+    finally:
+        embedded_redis.start()
+    assert k.stm() == [["rr1"], ["rr2"]]
+    after = k.predictions()
+    assert after == before and after[0]["name"] == name[5:] and after[0]["frequency"] == 2
+
+
+@pytest.mark.slow
+def test_hundred_sessions_ten_concurrent_observes_each(base_url):
+    clients = [KatoClient(base_url) for _ in range(100)]
+    jobs = [(c, i) for c in clients for i in range(10)]
+
+    def observe(job):
+        client, i = job
+        return requests.post(client.url("/observe"), json={"strings": [f"{client.session_id[-6:]}_{i}"]}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        assert set(pool.map(observe, jobs)) == {200}
+    for c in clients:
+        assert sorted(e[0] for e in c.stm()) == sorted(f"{c.session_id[-6:]}_{i}" for i in range(10))
+
+
+def test_concurrent_learns_of_one_pattern_give_the_exact_frequency(base_url):
+    node = f"freq_node_{time.time_ns()}"
+    clients = [KatoClient(base_url, node_id=node) for _ in range(20)]
+    for c in clients:
+        c.observe(["cl1"])
+        c.observe(["cl2", "cl3"])
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        names = set(pool.map(lambda c: c.learn(), clients))
+    assert len(names) == 1
+    viewer = KatoClient(base_url, node_id=node)
+    viewer.observe(["cl1"])
+    viewer.observe(["cl2", "cl3"])
+    assert viewer.predictions()[0]["frequency"] == 20
+
+
+def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis):
+    k = KatoClient(base_url)
+    script = (
+        "import os, signal, redis\n"
+        "from cluster.sessions_store import SessionStore\n"
+        f"store = SessionStore(redis.Redis.from_url({embedded_redis.url!r}))\n"
+        f"with store.lock({k.session_id!r}, timeout=2):\n"
+        "    print('locked', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    holder = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert holder.stdout.strip() == "locked" and holder.returncode == -signal.SIGKILL
+    start = time.monotonic()
+    assert k.observe(["after_death"])["status"] == "okay"
+    assert time.monotonic() - start < 30
+    assert k.stm() == [["after_death"]]
