@@ -77,7 +77,8 @@ class KBIndex:
         distinct_owners = self._index_postings(tokens, owners)
         self.distinct_counts.extend(np.bincount(distinct_owners - new_ids[0], minlength=len(new_ids)))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        firsts = np.where(lengths > 0, tokens[np.minimum(starts, max(len(tokens) - 1, 0))], -1)
+        firsts = (np.where(lengths > 0, tokens[np.minimum(starts, len(tokens) - 1)], -1) if len(tokens)
+                  else np.full(len(new_ids), -1))
         for local, first in zip(new_ids, firsts.tolist()):
             if first >= 0:
                 self.first_token.setdefault(first, GrowableArray(np.int64, 4)).append(local)

@@ -6,9 +6,12 @@ models use, so the same bodies are accepted and refused.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Event = Annotated[list[str], Field(min_length=1)]
+Events = Annotated[list[Event], Field(min_length=1)]
 
 
 class ObservationData(BaseModel):
@@ -48,7 +51,7 @@ class BulkPattern(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    events: list[list[str]] = Field(description="The pattern's events, in order.")
+    events: Events = Field(description="The pattern's events, in order (each event non-empty).")
     emotives: list[dict[str, float]] = Field(default_factory=list, description="Per-observation emotive dicts.")
     metadata: dict[str, Any] = Field(default_factory=dict,
                                      description="Key to a value or a list of values (as exported); each value "
@@ -82,7 +85,7 @@ class ImportRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=40, max_length=40, pattern="^[0-9a-f]{40}$")
-    events: list[list[str]]
+    events: Events
 
 
 class KbImportRequest(BaseModel):

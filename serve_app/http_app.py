@@ -13,6 +13,7 @@ import math
 import re
 import time
 import uuid
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,8 +141,8 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         if response is None:
             response = await call_next(request)
         response.headers["X-Trace-ID"] = trace_id
-        if session_id is not None:
-            response.headers["X-Session-ID"] = session_id
+        if session_id is not None:  # percent-encoded: a path may carry bytes a header cannot
+            response.headers["X-Session-ID"] = quote(session_id, safe="-_.~!$&'()*+,;=:@")
         if current().monitor is not None:
             elapsed = time.perf_counter() - start
             with contextlib.suppress(RedisError):  # metrics never fail a request

@@ -56,6 +56,11 @@ def test_bulk_validation(base_url):
     assert requests.post(url, json={"node_id": "n", "patterns": [{"events": "x"}]}).status_code == 422
     zero = {"node_id": "n", "patterns": [{"events": [["a", "b"]], "frequency": 0}]}
     assert requests.post(url, json=zero).status_code == 422
+    for events in ([], [[]], [["a"], []]):
+        body = {"node_id": "n", "patterns": [{"events": events}]}
+        assert requests.post(url, json=body).status_code == 422, events
+    bad_row = {"kb_id": "n_kato", "patterns": [{"name": "a" * 40, "events": [[]]}]}
+    assert requests.post(f"{base_url}/bulk/import-kato", json=bad_row).status_code == 422
     assert requests.post(f"{base_url}/bulk/learn", json={"patterns": []}).status_code == 422
     schema = requests.get(f"{base_url}/openapi.json").json()
     assert "/bulk/learn" in schema["paths"]

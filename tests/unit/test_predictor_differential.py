@@ -94,3 +94,5 @@ def test_shard_adds_are_idempotent_and_counted():
     assert shard.kb("kb").events_of(1) == [["c", "d"]]
     shard.drop_kb("kb")
     assert shard.count("kb") == 0
+    assert shard.add("kb", ["empty"], [[]]) == 1  # a pattern without tokens does not break the index
+    assert shard.add("kb", ["n3"], [[["z"]]]) == 1 and shard.kb("kb").starting_with(shard.vocabulary.ids["z"]).size
