@@ -13,9 +13,9 @@ import math
 import re
 import time
 import uuid
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
