@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import StoredShard
+from cluster.store import StoreUnavailable
 from serve_app.reference_engine import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
@@ -23,7 +24,19 @@ TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
 class ShardUnavailable(RuntimeError):
-    """A shard actor is restarting; the request may be retried."""
+    """A shard actor is restarting, or its store is unreachable; the request may be retried."""
+
+
+def get_or_unavailable(refs, timeout: float):
+    """``ray.get`` where a dead/restarting actor or an unreachable store raises ShardUnavailable."""
+    try:
+        return ray.get(refs, timeout=timeout)
+    except TRANSIENT_ERRORS as error:
+        raise ShardUnavailable(str(error).splitlines()[0] if str(error) else "shard restarting") from error
+    except RayTaskError as error:
+        if isinstance(error.cause, StoreUnavailable):
+            raise ShardUnavailable(str(error.cause)) from error
+        raise
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
@@ -94,10 +107,7 @@ class RayShards:
         self.timeout = timeout
 
     def _get(self, refs):
-        try:
-            return ray.get(refs, timeout=self.timeout)
-        except TRANSIENT_ERRORS as error:
-            raise ShardUnavailable(str(error)) from error
+        return get_or_unavailable(refs, self.timeout)
 
     def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
         stm = [list(e) for e in stm]
@@ -141,10 +151,7 @@ class ShardVectorStore:
         self.timeout = timeout
 
     def _get(self, ref):
-        try:
-            return ray.get(ref, timeout=self.timeout)
-        except TRANSIENT_ERRORS as error:
-            raise ShardUnavailable(str(error)) from error
+        return get_or_unavailable(ref, self.timeout)
 
     def nearest_vectors(self, kb_id: str, vector: Sequence[float], k: int = 3) -> list[str]:
         return self._get(self.handle.nearest_vectors.remote(kb_id, [float(x) for x in vector], k))

@@ -7,6 +7,7 @@ local tops equals the reference engine's pruning over the whole corpus.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class ShardStats:
     patterns_per_kb: dict[str, int]
     vocabulary: int
     index_bytes: int
+    pid: int = 0  # the process holding the shard (a Ray actor's worker)
 
 
 class Shard:
@@ -79,7 +81,7 @@ class Shard:
     def stats(self) -> ShardStats:
         return ShardStats(self.shard_id, self.bucket_lo, self.bucket_hi,
                           {kb: len(index) for kb, index in self.kbs.items()}, len(self.vocabulary),
-                          sum(index.nbytes for index in self.kbs.values()))
+                          sum(index.nbytes for index in self.kbs.values()), os.getpid())
 
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
         """Local top candidates for an STM (spec §2.3, §2.4, §3.1)."""

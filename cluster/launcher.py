@@ -7,6 +7,7 @@ in a background process that owns the data directory (pid file ``kato.pid``), ``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -54,6 +55,7 @@ def project_root() -> str:
 
 def run_service(settings: Settings, on_ready=print) -> None:
     """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
+    check_engines(settings)
     import ray
     from ray import serve
 
@@ -102,6 +104,29 @@ def run_service(settings: Settings, on_ready=print) -> None:
             embedded.stop()
         with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
+
+
+def check_engines(settings: Settings) -> None:
+    """Fail fast, in one line, when a configured ClickHouse server or Redis cannot be reached."""
+    import redis
+
+    from cluster.store import StoreUnavailable, open_pattern_store
+
+    if settings.store and not settings.store.startswith("chdb:"):
+        driver_log = logging.getLogger("clickhouse_connect")
+        level = driver_log.level
+        driver_log.setLevel(logging.CRITICAL)  # the one-line error below says it all
+        try:
+            open_pattern_store(settings.store).close()
+        except StoreUnavailable as error:
+            raise LauncherError(str(error)) from error
+        finally:
+            driver_log.setLevel(level)
+    if settings.redis:
+        try:
+            redis.Redis.from_url(settings.redis, socket_connect_timeout=3).ping()
+        except redis.RedisError as error:
+            raise LauncherError(f"Redis at {settings.redis} is unreachable: {error}") from error
 
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:

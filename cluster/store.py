@@ -15,6 +15,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -80,6 +81,10 @@ class ShardRange:
 class ShardMap:
     version: int
     ranges: tuple[ShardRange, ...]
+
+
+class StoreUnavailable(RuntimeError):
+    """The ClickHouse server cannot be reached (retry later); carries a one-line reason."""
 
 
 class StoreError(RuntimeError):
@@ -388,6 +393,18 @@ def parse_http_dsn(dsn: str) -> HttpDsn:
     )
 
 
+@contextmanager
+def _unavailable_as(what: str) -> Iterator[None]:
+    """Connection failures of clickhouse-connect become StoreUnavailable with a one-line reason."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    try:
+        yield
+    except OperationalError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StoreUnavailable(f"{what} is unreachable: {first}") from error
+
+
 class HttpStore(PatternStore):
     """ClickHouse server via clickhouse-connect; parameters go as ``param_<name>`` (server-side binding)."""
 
@@ -399,25 +416,29 @@ class HttpStore(PatternStore):
         import clickhouse_connect
 
         d = parse_http_dsn(dsn)
-        return cls(clickhouse_connect.get_client(host=d.host, port=d.port, username=d.username,
-                                                 password=d.password, secure=d.secure))
+        with _unavailable_as(f"ClickHouse at {d.host}:{d.port}"):
+            return cls(clickhouse_connect.get_client(host=d.host, port=d.port, username=d.username,
+                                                     password=d.password, secure=d.secure))
 
     def _command(self, sql: str, params: Params | None = None) -> None:
-        self._client.command(sql, parameters=dict(params) if params else None)
+        with _unavailable_as("ClickHouse"):
+            self._client.command(sql, parameters=dict(params) if params else None)
 
     def _query_table(self, sql: str, params: Params | None = None) -> pa.Table:
-        return self._client.query_arrow(sql, parameters=dict(params) if params else None, use_strings=True)
+        with _unavailable_as("ClickHouse"):
+            return self._client.query_arrow(sql, parameters=dict(params) if params else None, use_strings=True)
 
     def _stream(self, sql: str, params: Params, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        with self._client.query_arrow_stream(sql, parameters=dict(params), use_strings=True,
-                                             settings={"max_block_size": batch_rows}) as stream:
+        with _unavailable_as("ClickHouse"), self._client.query_arrow_stream(
+                sql, parameters=dict(params), use_strings=True, settings={"max_block_size": batch_rows}) as stream:
             for part in stream:
                 yield from (part.to_batches() if isinstance(part, pa.Table) else [part])
 
     def _insert_arrow(self, target: str, table: pa.Table) -> None:
         if target not in _INSERT_TARGETS:
             raise KeyError(target)
-        self._client.insert_arrow(target, table, database=DATABASE)
+        with _unavailable_as("ClickHouse"):
+            self._client.insert_arrow(target, table, database=DATABASE)
 
     def close(self) -> None:
         self._client.close()

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from actors.ray_shard import ShardUnavailable
+from cluster.store import StoreUnavailable
 from schema.api import (
     BulkLearnRequest,
     CreateSessionRequest,
@@ -161,6 +162,10 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     @app.exception_handler(ShardUnavailable)
     async def shard_unavailable(_request: Request, error: ShardUnavailable):
         return unavailable("a shard is restarting; retry shortly")
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_request: Request, error: StoreUnavailable):
+        return unavailable(str(error), retry_after=5)
 
     @app.exception_handler(RedisError)
     async def redis_unavailable(_request: Request, error: RedisError):
@@ -319,7 +324,8 @@ def install_monitoring_routes(app: FastAPI, current) -> None:
                 "processors": [{"processor_id": f"shard-{s.shard_id}",
                                 "node_id": f"buckets {s.bucket_lo}-{s.bucket_hi}", "created_at": None,
                                 "last_accessed": None, "access_count": 0, "idle_seconds": 0.0,
-                                "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes}
+                                "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes,
+                                "pid": s.pid}
                                for s in shards]}
 
     @app.get("/", summary="Service description")

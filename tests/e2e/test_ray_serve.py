@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import requests
@@ -61,6 +66,54 @@ def test_kato_client_gets_the_reference_answers(ray_service):
     url, _, _ = ray_service
     replay(url, 11, {})
     replay(url, 12, {"recall_threshold": 0.0, "max_predictions": 5, "rank_sort_algo": "similarity"})
+
+
+def test_shard_crash_under_load_loses_nothing_acknowledged(ray_service):
+    url, _, _ = ray_service
+    node = "crash_node"
+    shards = requests.get(f"{url}/status").json()["processors"]["processors"]
+    stop = threading.Event()
+    acknowledged: list[str] = []
+    statuses: collections.Counter = collections.Counter()
+    missing_retry_after: list[str] = []
+
+    def note(response: requests.Response) -> bool:
+        statuses[response.status_code] += 1
+        if response.status_code == 503 and "Retry-After" not in response.headers:
+            missing_retry_after.append(response.url)
+        return response.status_code == 200
+
+    def worker(w: int) -> None:
+        client = KatoClient(url, node_id=node)
+        i = 0
+        while not stop.is_set():
+            if all(note(client.http.post(client.url("/observe"), json={"strings": [f"w{w}_{i}_{j}"]}))
+                   for j in range(2)):
+                learned = client.http.post(client.url("/learn"))
+                if note(learned):
+                    acknowledged.append(learned.json()["pattern_name"])
+            note(client.http.get(client.url("/predictions")))
+            while not stop.is_set() and not note(client.http.post(client.url("/clear-stm"))):
+                time.sleep(0.1)
+            i += 1
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    os.kill(shards[0]["pid"], signal.SIGKILL)
+    time.sleep(12)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[503] > 0 and not missing_retry_after
+    assert len(acknowledged) > 20
+    exported = {json.loads(line)["name"] for line in
+                requests.get(f"{url}/bulk/export", params={"node_id": node}).text.splitlines() if line}
+    assert set(acknowledged) <= exported
+    restarted = requests.get(f"{url}/status").json()["processors"]["processors"][0]["pid"]
+    assert restarted != shards[0]["pid"]
 
 
 def test_learned_patterns_survive_a_restart(ray_service, tmp_path):

@@ -83,3 +83,24 @@ def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis)
     assert k.observe(["after_death"])["status"] == "okay"
     assert time.monotonic() - start < 30
     assert k.stm() == [["after_death"]]
+
+
+def test_unreachable_clickhouse_is_one_clear_line_at_startup(tmp_path):
+    from tests.e2e.conftest import free_port
+
+    dead = free_port()
+    result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+                             "--store", f"http://127.0.0.1:{dead}", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: ClickHouse at 127.0.0.1:{dead} is unreachable"), lines
+    assert not (tmp_path / "kato.pid").exists()
+
+
+def test_clickhouse_connection_failures_become_store_unavailable():
+    from cluster.store import HttpStore, StoreUnavailable
+    from tests.e2e.conftest import free_port
+
+    with pytest.raises(StoreUnavailable, match="is unreachable"):
+        HttpStore.from_dsn(f"http://127.0.0.1:{free_port()}")
