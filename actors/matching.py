@@ -6,7 +6,7 @@ the same fields over whole candidate arrays and are tested against this module.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
@@ -146,15 +146,28 @@ def split_events(events: list[list[str]], past_len: int, present_len: int, first
     return past, present, future
 
 
+BlockFinder = Callable[[int, int], list[Block]]
+
+
 def extract(name: str, events: list[list[str]], stm: list[list[str]], cutoff: float,
-            use_token_matching: bool = True, fuzzy_token_threshold: float = 0.0) -> CandidateMatch | None:
-    """KATO's extraction of one candidate; None when it does not reach ``cutoff``."""
+            use_token_matching: bool = True, fuzzy_token_threshold: float = 0.0, *,
+            sim: float | None = None, blocks_of: BlockFinder | None = None) -> CandidateMatch | None:
+    """KATO's extraction of one candidate; None when it does not reach ``cutoff``.
+
+    ``sim`` and ``blocks_of(start, end)`` (the blocks of ``pattern[start:end]`` against the state) may be
+    supplied by a caller that computes them faster, e.g. compiled over token ids; they must equal
+    ``similarity`` and ``matching_blocks``.
+    """
     pattern = flatten(events)
     state = flatten(stm)
-    sim = similarity(pattern, state, use_token_matching)
+    if sim is None:
+        sim = similarity(pattern, state, use_token_matching)
     if sim < cutoff:
         return None
-    blocks = matching_blocks(pattern, state)
+    if blocks_of is None:
+        def blocks_of(start: int, end: int) -> list[Block]:
+            return matching_blocks(pattern[start:end], state)
+    blocks = blocks_of(0, len(pattern))
     anomalies: list[dict] = []
     fuzzy = fuzzy_token_threshold is not None and fuzzy_token_threshold > 0.0
     if fuzzy:
@@ -187,8 +200,8 @@ def extract(name: str, events: list[list[str]], stm: list[list[str]], cutoff: fl
     if fuzzy:
         flat_extras = sum(1 for token in state if token not in fuzzy_hits)
     else:
-        present_flat = pattern[past_len:past_len + present_len]
-        flat_extras = unmatched_counts(present_flat, state)[1] if present_len else 0
+        matched = sum(n for _, _, n in blocks_of(past_len, past_len + present_len)) if present_len else 0
+        flat_extras = len(state) - matched if present_len else 0
 
     past, present, future = split_events(events, past_len, present_len, matches[0] if matches else None)
     present_symbols = set(flatten(present))

@@ -14,7 +14,8 @@ import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
-from actors.shard import LocalTop, Shard, ShardStats
+from actors.matching import CandidateMatch
+from actors.shard import LocalRanking, LocalTop, Shard, ShardStats
 from actors.stored_shard import StoredShard
 from cluster.store import StoreUnavailable
 from serve_app.reference_engine import QueryOptions
@@ -55,6 +56,13 @@ class ShardActor:
 
     def query(self, kb_id: str, stm: list[list[str]], options: QueryOptions) -> LocalTop:
         return self.inner.query(kb_id, stm, options)
+
+    def rank(self, kb_id: str, stm: list[list[str]], options: QueryOptions) -> LocalRanking:
+        return self.inner.rank(kb_id, stm, options)
+
+    def materialize(self, kb_id: str, stm: list[list[str]], options: QueryOptions,
+                    names: list[str]) -> list[CandidateMatch]:
+        return self.inner.materialize(kb_id, stm, options, names)
 
     def add_table(self, table: pa.Table) -> int:
         return self.inner.add_table(table)
@@ -112,6 +120,18 @@ class RayShards:
     def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
         stm = [list(e) for e in stm]
         return self._get([h.query.remote(kb_id, stm, options) for h in self.handles])
+
+    def rank_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalRanking]:
+        stm = [list(e) for e in stm]
+        return self._get([h.rank.remote(kb_id, stm, options) for h in self.handles])
+
+    def materialize_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+                         names: Sequence[Sequence[str]]) -> list[list[CandidateMatch]]:
+        stm = [list(e) for e in stm]
+        refs = {i: h.materialize.remote(kb_id, stm, options, list(chosen))
+                for i, (h, chosen) in enumerate(zip(self.handles, names)) if chosen}
+        found = dict(zip(refs, self._get(list(refs.values())))) if refs else {}
+        return [found.get(i, []) for i in range(len(self.handles))]
 
     def add_tables(self, tables: Sequence[pa.Table | None]) -> int:
         refs = [h.add_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]

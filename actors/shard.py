@@ -32,6 +32,27 @@ class LocalTop:
     total: int = 0
 
 
+@dataclass
+class LocalRanking:
+    """Phase one of a query: the shard's best candidates as sort keys, and how many passed the threshold."""
+
+    names: list[str] = field(default_factory=list)
+    pre_potentials: np.ndarray = field(default_factory=lambda: np.empty(0))
+    similarities: np.ndarray = field(default_factory=lambda: np.empty(0))
+    total: int = 0
+
+
+def merge_rankings(rankings: Sequence[LocalRanking], limit: int) -> list[list[str]]:
+    """The global top ``limit`` of several local rankings, as the names each shard must materialize."""
+    keyed = [(-float(p), -float(q), name, shard) for shard, r in enumerate(rankings)
+             for name, p, q in zip(r.names, r.pre_potentials.tolist(), r.similarities.tolist())]
+    keyed.sort()
+    chosen: list[list[str]] = [[] for _ in rankings]
+    for _, _, name, shard in keyed[:limit]:
+        chosen[shard].append(name)
+    return chosen
+
+
 @dataclass(frozen=True)
 class ShardStats:
     shard_id: int
@@ -84,11 +105,20 @@ class Shard:
                           sum(index.nbytes for index in self.kbs.values()), os.getpid())
 
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
-        """Local top candidates for an STM (spec §2.3, §2.4, §3.1)."""
+        """Local top candidates for an STM with every field (spec §2.3, §2.4, §3.1): rank, then materialize."""
+        ranking = self.rank(kb_id, stm, options)
+        return LocalTop(self.materialize(kb_id, stm, options, ranking.names), ranking.total)
+
+    def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalRanking:
+        """The local top ``3·max_predictions`` by (pre-potential desc, similarity desc, name asc), as keys only.
+
+        The predictor merges the rankings of all shards into the global top and asks each shard to
+        ``materialize`` just its share, so only the candidates that survive pruning are extracted and shipped.
+        """
         index = self.kbs.get(kb_id)
         state = flatten(stm)
         if index is None or not state or len(index) == 0:
-            return LocalTop()
+            return LocalRanking()
         state_ids = self.vocabulary.lookup_state(state)
         single = len(state) == 1
         cutoff = 0.0 if single else options.recall_threshold
@@ -107,12 +137,12 @@ class Shard:
                 candidates = np.intersect1d(candidates, sharing, assume_unique=True)
             candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
         if candidates.shape[0] == 0:
-            return LocalTop()
+            return LocalRanking()
         sims = self._similarities(index, candidates, state, state_ids, options.use_token_matching)
         keep = sims >= cutoff
         candidates, sims = candidates[keep], sims[keep]
         if candidates.shape[0] == 0:
-            return LocalTop()
+            return LocalRanking()
         fuzzy_hit = self._fuzzy_hits(state, fuzzy) if fuzzy > 0 else np.zeros((1, 1), np.bool_)
         k, _m, _np, _ev, _conf, _snr, pre = kernels.candidate_fields(
             index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
@@ -120,15 +150,43 @@ class Shard:
         if cutoff > 0.0:
             has_blocks = k > 0
             candidates, sims, pre = candidates[has_blocks], sims[has_blocks], pre[has_blocks]
-        chosen = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
+        order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
+        return LocalRanking([index.names[i] for i in candidates[order].tolist()], pre[order], sims[order],
+                            int(candidates.shape[0]))
+
+    def materialize(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+                    names: Sequence[str]) -> list[CandidateMatch]:
+        """Every per-candidate field of the named patterns (KATO's extraction)."""
+        index = self.kbs.get(kb_id)
+        if index is None or not names:
+            return []
+        single = sum(len(e) for e in stm) == 1
+        cutoff = 0.0 if single else options.recall_threshold
+        fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
         stm_events = [list(e) for e in stm]
+        state_ids = self.vocabulary.lookup_state(flatten(stm))
+        tokens, offsets = index.tokens.view(), index.offsets.view()
         out = []
-        for local in chosen.tolist():
-            match = extract(index.names[local], index.events_of(local), stm_events, cutoff,
-                            options.use_token_matching, fuzzy)
+        for name in names:
+            local = index.local_ids.get(name)
+            if local is None:
+                continue
+            pattern_ids = tokens[offsets[local]:offsets[local + 1]]
+
+            def blocks_of(start: int, end: int, ids: np.ndarray = pattern_ids) -> list[tuple[int, int, int]]:
+                sub = ids[start:end]
+                found = np.empty((min(sub.shape[0], state_ids.shape[0]) + 1, 3), np.int64)
+                k = kernels.matching_blocks(sub, state_ids, found)
+                return [(int(i), int(j), int(n)) for i, j, n in found[:k].tolist()]
+
+            total = pattern_ids.shape[0] + state_ids.shape[0]
+            sim = ((2.0 * kernels.lcs_length(pattern_ids, state_ids) / total) if total > 0 else 0.0) \
+                if options.use_token_matching else None
+            match = extract(name, index.events_of(local), stm_events, cutoff, options.use_token_matching, fuzzy,
+                            sim=sim, blocks_of=blocks_of)
             if match is not None:
                 out.append(match)
-        return LocalTop(out, int(candidates.shape[0]))
+        return out
 
     @staticmethod
     def _length_bound(index: KBIndex, candidates: np.ndarray, state_len: int, cutoff: float,
@@ -159,6 +217,7 @@ class Shard:
 
     @staticmethod
     def _top(index: KBIndex, candidates: np.ndarray, sims: np.ndarray, pre: np.ndarray, limit: int) -> np.ndarray:
+        """Positions (into ``candidates``) of the top ``limit`` in the total order, best first."""
         if candidates.shape[0] <= limit:
             subset = np.arange(candidates.shape[0])
         else:
@@ -166,4 +225,4 @@ class Shard:
             subset = np.flatnonzero(pre >= kth)
         names = index.names_array()[candidates[subset]]
         order = np.lexsort((names, -sims[subset], -pre[subset]))
-        return candidates[subset[order[:limit]]]
+        return subset[order[:limit]]

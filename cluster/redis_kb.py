@@ -221,7 +221,8 @@ class RedisKB:
     # ------------------------------------------------------------------- reads
     def corpus_stats(self, kb_id: str, names: Iterable[str], symbols: Iterable[str],
                      weight_symbols: Iterable[str] = ()) -> CorpusStats:
-        """Everything the prediction metrics read, in one pipelined round trip."""
+        """Everything the prediction metrics read, in one pipelined round trip (a second one only for
+        patterns with finalize-training values)."""
         keys = KBKeys(kb_id)
         names = list(dict.fromkeys(names))
         symbols = list(dict.fromkeys(symbols))
@@ -232,7 +233,7 @@ class RedisKB:
         if names:
             pipe.mget([keys.frequency(n) for n in names])
             pipe.mget([keys.emotives(n) for n in names])
-            pipe.mget([keys.intrinsic(kind, n) for kind in INTRINSIC_KEYS for n in names])
+            pipe.mget([keys.intrinsic(INTRINSIC_KEYS[0], n) for n in names])
         if symbols:
             pipe.hmget(keys.symbols_pmf, symbols)
         if weight_symbols:
@@ -247,7 +248,10 @@ class RedisKB:
         if names:
             stats.frequencies = {n: _int(v) for n, v in zip(names, next(replies)) if v is not None}
             stats.emotives = {n: json.loads(_text(v)) for n, v in zip(names, next(replies)) if v is not None}
-            stats.intrinsics = _intrinsics(names, next(replies))
+            finalized = [n for n, v in zip(names, next(replies)) if v is not None]
+            if finalized:  # only after finalize-training: fetch the whole-pattern values of those patterns
+                values = self.client.mget([keys.intrinsic(kind, n) for kind in INTRINSIC_KEYS for n in finalized])
+                stats.intrinsics = _intrinsics(finalized, values)
         if symbols:
             stats.pmf = {s: _int(v) for s, v in zip(symbols, next(replies)) if v is not None}
         if weight_symbols:

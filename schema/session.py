@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time as _time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,7 +45,8 @@ class SessionState:
     max_metadata_size: int = MAX_ACCUMULATOR_ENTRIES
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Shallow: the values are JSON-ready already (``asdict`` would deep-copy every prediction)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionState:

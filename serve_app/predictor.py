@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from actors.matching import CandidateMatch
-from actors.shard import LocalTop
+from actors.shard import LocalRanking, LocalTop, merge_rankings
 from schema.events import flatten
 from serve_app.corpus_metrics import CorpusStats, score
 from serve_app.reference_engine import QueryOptions, weight_symbols
@@ -21,6 +21,15 @@ class ShardClient(Protocol):
     def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
                    ) -> list[LocalTop]:
         """The local top candidates of every shard, one answer per shard."""
+        ...
+
+    def rank_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalRanking]:
+        """Phase one: every shard's local ranking (sort keys only)."""
+        ...
+
+    def materialize_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+                         names: Sequence[Sequence[str]]) -> list[list[CandidateMatch]]:
+        """Phase two: the fields of the chosen candidates, ``names[i]`` from shard ``i``."""
         ...
 
 
@@ -35,10 +44,22 @@ class LocalShards:
         self.shards = list(shards)
         self._pool = ThreadPoolExecutor(max_workers=len(self.shards)) if parallel and len(self.shards) > 1 else None
 
-    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
+    def _each(self, call, items=None):
+        items = self.shards if items is None else items
         if self._pool is None:
-            return [shard.query(kb_id, stm, options) for shard in self.shards]
-        return list(self._pool.map(lambda shard: shard.query(kb_id, stm, options), self.shards))
+            return [call(item) for item in items]
+        return list(self._pool.map(call, items))
+
+    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
+        return self._each(lambda shard: shard.query(kb_id, stm, options))
+
+    def rank_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalRanking]:
+        return self._each(lambda shard: shard.rank(kb_id, stm, options))
+
+    def materialize_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+                         names: Sequence[Sequence[str]]) -> list[list[CandidateMatch]]:
+        return [shard.materialize(kb_id, stm, options, chosen) if chosen else []
+                for shard, chosen in zip(self.shards, names)]
 
     def add_tables(self, tables: Sequence[Any]) -> int:
         return sum(shard.add_table(t) for shard, t in zip(self.shards, tables) if t is not None and t.num_rows)
@@ -71,10 +92,13 @@ class Predictor:
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not flatten(stm):
             return [], []
-        tops = self.shards.query_many(kb_id, stm, options)
-        merged = [c for top in tops for c in top.candidates]
+        rankings = self.shards.rank_many(kb_id, stm, options)
+        chosen = merge_rankings(rankings, 3 * options.max_predictions)
+        if not any(chosen):
+            return [], []
+        merged = [c for part in self.shards.materialize_many(kb_id, stm, options, chosen) for c in part]
         if not merged:
             return [], []
         weights = weight_symbols(stm, merged)
         stats = self.read_stats(kb_id, merged, weights)
-        return score(merged, stm, stats, options.ranking, weights, sum(top.total for top in tops))
+        return score(merged, stm, stats, options.ranking, weights, sum(r.total for r in rankings))
