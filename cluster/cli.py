@@ -149,5 +149,13 @@ def bench_shards(patterns: int = typer.Option(100_000, help="Corpus size of the 
     bench.main()
 
 
+def _register_bench() -> None:
+    from cluster.bench.cli import bench
+
+    app.command("bench")(bench)
+
+
+_register_bench()
+
 if __name__ == "__main__":
     app()
