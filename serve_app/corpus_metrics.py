@@ -169,6 +169,16 @@ def _weighted_fields(c: CandidateMatch, state: Sequence[str], weights: Mapping[s
     }
 
 
+def candidate_fields(c: CandidateMatch, frequency: int, emotives: dict[str, float]) -> dict[str, Any]:
+    """The leading fields of a prediction, in KATO's order: what the candidate itself carries."""
+    return {
+        "type": "prototypical", "name": c.name, "frequency": frequency, "sequence": c.events,
+        "matches": c.matches, "past": c.past, "present": c.present, "future": c.future, "missing": c.missing,
+        "extras": c.extras, "anomalies": c.anomalies, "similarity": c.similarity, "evidence": c.evidence,
+        "confidence": c.confidence, "fragmentation": c.fragmentation, "snr": c.snr, "emotives": emotives,
+    }
+
+
 def prune(candidates: list[CandidateMatch], max_predictions: int, total: int | None = None
           ) -> tuple[list[CandidateMatch], bool]:
     """Keep the 3·max_predictions candidates with the largest pre-potential (ties: similarity, name).
@@ -237,24 +247,8 @@ def _score_reference(candidates: list[CandidateMatch], state_events: Sequence[Se
         confluence = p_e_h * (1 - conditional_probability(present, probability)) if present else 0.0
         itfdf = 1 - itfdf_distance(state, present, probability) * freq / sum_freq if sum_freq else 0.0
         prior = freq / sum_freq if sum_freq else 0.0
-        prediction: dict[str, Any] = {
-            "type": "prototypical",
-            "name": c.name,
-            "frequency": freq,
-            "sequence": c.events,
-            "matches": c.matches,
-            "past": c.past,
-            "present": c.present,
-            "future": c.future,
-            "missing": c.missing,
-            "extras": c.extras,
-            "anomalies": c.anomalies,
-            "similarity": c.similarity,
-            "evidence": c.evidence,
-            "confidence": c.confidence,
-            "fragmentation": c.fragmentation,
-            "snr": c.snr,
-            "emotives": average_emotives(stats.emotives.get(c.name, [])),
+        prediction = candidate_fields(c, freq, average_emotives(stats.emotives.get(c.name, [])))
+        prediction.update({
             "entropy": float(entropy),
             "normalized_entropy": float(norm_entropy),
             "global_normalized_entropy": float(global_entropy),
@@ -272,7 +266,7 @@ def _score_reference(candidates: list[CandidateMatch], state_events: Sequence[Se
             "weighted_evidence": None,
             "weighted_confidence": None,
             "weighted_snr": None,
-        }
+        })
         if pruned:
             prediction["_pre_potential"] = c.pre_potential
         if weights is not None:
@@ -681,24 +675,9 @@ def score(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]
 
     def build(i: int) -> dict[str, Any]:
         c = kept[i]
-        prediction: dict[str, Any] = {
-            "type": "prototypical",
-            "name": c.name,
-            "frequency": frequencies[i],
-            "sequence": c.events,
-            "matches": c.matches,
-            "past": c.past,
-            "present": c.present,
-            "future": c.future,
-            "missing": c.missing,
-            "extras": c.extras,
-            "anomalies": c.anomalies,
-            "similarity": c.similarity,
-            "evidence": c.evidence,
-            "confidence": c.confidence,
-            "fragmentation": c.fragmentation,
-            "snr": c.snr,
-            "emotives": average_emotives(records) if (records := emotives_get(c.name)) else {},
+        records = emotives_get(c.name)
+        prediction = candidate_fields(c, frequencies[i], average_emotives(records) if records else {})
+        prediction.update({
             "entropy": entropy[i],
             "normalized_entropy": norm_entropy[i],
             "global_normalized_entropy": global_entropy[i],
@@ -716,7 +695,7 @@ def score(candidates: list[CandidateMatch], state_events: Sequence[Sequence[str]
             "weighted_evidence": w_ev[i],
             "weighted_confidence": w_conf[i],
             "weighted_snr": w_snr[i],
-        }
+        })
         if pruned:
             prediction["_pre_potential"] = c.pre_potential
         return prediction

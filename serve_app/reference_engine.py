@@ -20,16 +20,17 @@ STORED_MINHASH_SHAPE = (100, 20, 5)  # num_hashes, bands, rows of the stored sig
 
 @dataclass(frozen=True)
 class FilterParams:
-    """Filter-stage parameters, read as ``value or default`` like KATO (a configured 0 means the default)."""
+    """Filter-stage parameters, read as ``value or default`` like KATO (a configured 0 means the default);
+    the defaults are the server's (``ServerDefaults``)."""
 
-    length_min_ratio: float = 0.5
-    length_max_ratio: float = 2.0
-    jaccard_threshold: float = 0.3
-    jaccard_min_overlap: int = 2
-    minhash_threshold: float = 0.7
-    minhash_bands: int = 20
-    minhash_rows: int = 5
-    minhash_num_hashes: int = 100
+    length_min_ratio: float
+    length_max_ratio: float
+    jaccard_threshold: float
+    jaccard_min_overlap: int
+    minhash_threshold: float
+    minhash_bands: int
+    minhash_rows: int
+    minhash_num_hashes: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], defaults: ServerDefaults | None = None) -> FilterParams:
@@ -56,7 +57,7 @@ class QueryOptions:
     rank_sort_algo: str = "potential"
     affinity_emotive: str | None = None
     filter_pipeline: tuple[str, ...] = ()
-    filters: FilterParams = field(default_factory=FilterParams)
+    filters: FilterParams = field(default_factory=lambda: FilterParams.from_config({}))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> QueryOptions:

@@ -66,3 +66,15 @@ class KatoClient:
         for event in events:
             self.observe(event)
         return self.learn()
+
+
+def assert_concurrent_observes_are_exact(client: KatoClient, count: int = 10) -> None:
+    """``count`` simultaneous observes on one session give exactly those ``count`` events."""
+    import concurrent.futures
+
+    def observe(i: int) -> int:
+        return requests.post(client.url("/observe"), json={"strings": [f"e{i}"]}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        assert list(pool.map(observe, range(count))) == [200] * count
+    assert sorted(e[0] for e in client.stm()) == sorted(f"e{i}" for i in range(count))

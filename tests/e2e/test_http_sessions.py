@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 
 import pytest
 import requests
 
-from tests.e2e.kato_client import KatoClient
+from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact
 
 pytestmark = pytest.mark.integration
 
@@ -198,12 +197,7 @@ def test_sessions_are_isolated_but_share_ltm(base_url):
 
 
 def test_ten_concurrent_observes_give_ten_events(base_url):
-    k = KatoClient(base_url)
-    with concurrent.futures.ThreadPoolExecutor(10) as pool:
-        codes = list(pool.map(lambda i: requests.post(k.url("/observe"), json={"strings": [f"e{i}"]}).status_code,
-                              range(10)))
-    assert codes == [200] * 10
-    assert sorted(e[0] for e in k.stm()) == sorted(f"e{i}" for i in range(10))
+    assert_concurrent_observes_are_exact(KatoClient(base_url))
 
 
 def test_config_get_update_and_validation(base_url):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import requests
 from cluster.launcher import running_pid, start_detached, stop_detached
 from cluster.settings import Settings
 from tests.e2e.conftest import free_port
-from tests.e2e.kato_client import KatoClient
+from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact
 from tests.e2e.test_http_predictions import replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,12 +53,7 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
 
 def test_ten_concurrent_observes_with_two_replicas(ray_service):
     url, _, _ = ray_service
-    client = KatoClient(url)
-    with concurrent.futures.ThreadPoolExecutor(10) as pool:
-        codes = list(pool.map(lambda i: requests.post(client.url("/observe"), json={"strings": [f"c{i}"]}).status_code,
-                              range(10)))
-    assert codes == [200] * 10
-    assert sorted(e[0] for e in client.stm()) == sorted(f"c{i}" for i in range(10))
+    assert_concurrent_observes_are_exact(KatoClient(url))
 
 
 def test_kato_client_gets_the_reference_answers(ray_service):
