@@ -67,12 +67,6 @@ def matching_blocks(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[Block]
     return collapsed
 
 
-def unmatched_counts(a: Sequence[Hashable], b: Sequence[Hashable]) -> tuple[int, int]:
-    """Elements of a and of b outside the equal blocks (difflib's '-' and '+' lines)."""
-    matched = sum(k for _, _, k in matching_blocks(a, b))
-    return len(a) - matched, len(b) - matched
-
-
 def similarity(pattern: Sequence[str], state: Sequence[str], use_token_matching: bool) -> float:
     """Token mode: 2·LCS/(|P|+|S|). Character mode: RapidFuzz ratio of the space-joined strings / 100."""
     if use_token_matching:

@@ -3,7 +3,7 @@ import difflib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.matching import extract, matching_blocks, similarity, split_events, unmatched_counts
+from actors.matching import extract, matching_blocks, similarity, split_events
 
 tokens = st.lists(st.sampled_from("abcdefg"), max_size=30)
 
@@ -20,12 +20,6 @@ def test_blocks_equal_difflib_on_sequences_with_repeats(a, b):
 def test_blocks_equal_difflib_beyond_the_autojunk_size(a, b):
     expected = [tuple(m) for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()][:-1]
     assert matching_blocks(a, b) == expected
-
-
-def test_unmatched_counts_are_difflib_minus_and_plus_lines():
-    a, b = list("abxcd"), list("abcdy")
-    minus = sum(1 for line in difflib.Differ().compare(a, b) if line.startswith("- "))
-    assert unmatched_counts(a, b) == (minus, 1)
 
 
 def test_verified_similarities():
