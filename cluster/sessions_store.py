@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,12 @@ DEFAULT_TTL_SECONDS = 3600
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
+end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -65,6 +72,7 @@ class SessionStore:
         self.client = client
         self.default_ttl = default_ttl
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     # -------------------------------------------------------------- lifecycle
     def create(self, node_id: str, ttl_seconds: int | None = None, session_id: str | None = None,
@@ -176,11 +184,13 @@ class SessionStore:
 
     # ------------------------------------------------------------------- lock
     @contextmanager
-    def lock(self, session_id: str, timeout: float = 10.0, blocking_timeout: float | None = None
-             ) -> Iterator[str]:
+    def lock(self, session_id: str, timeout: float = 10.0, blocking_timeout: float | None = None,
+             renew: bool = True) -> Iterator[str]:
         """Cluster-wide mutual exclusion on one session, from any process.
 
-        ``timeout`` is the lease: a holder that dies releases it after that many seconds. Acquisition
+        ``timeout`` is the lease: a holder that dies releases it after that many seconds; a live holder
+        renews it every third of the lease (unless ``renew`` is False), so long operations (a big
+        observe-sequence) keep it. Acquisition
         waits at most ``blocking_timeout`` (default ``timeout``) and then raises ``SessionLockTimeout``.
         Release deletes the key only if it still holds our token (a lease that ran out is not stolen back).
         """
@@ -195,9 +205,22 @@ class SessionStore:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         released = False
+        stop = threading.Event()
+
+        def keep_alive() -> None:
+            while not stop.wait(timeout / 3):
+                try:
+                    if not self._renew(keys=[key], args=[token, lease_ms]):
+                        return
+                except redis.RedisError:
+                    return
+
+        if renew:
+            threading.Thread(target=keep_alive, name=f"lock-renew-{session_id[:16]}", daemon=True).start()
         try:
             yield token
         finally:
+            stop.set()
             released = bool(self._release(keys=[key], args=[token]))
         if not released:
             raise SessionLockLost(f"lock lease on session {session_id!r} expired while held")

@@ -31,11 +31,12 @@ from serve_app.learning import LearnedPattern, make_pattern
 from serve_app.reference_engine import QueryOptions
 
 MAX_TTL_SECONDS = 365 * 24 * 3600
-LOCK_LEASE_SECONDS = 60.0
+LOCK_LEASE_SECONDS = 15.0  # renewed while held; a dead holder frees the session after this long
 
 
 class Backend(session_logic.KnowledgeBackend, Protocol):
     redis_kb: RedisKB
+    shards: Any  # exports, stats
 
     def clear_kb(self, kb_id: str) -> None: ...
 

@@ -116,8 +116,8 @@ def test_lock_read_modify_write_counts_every_update(embedded_redis, redis_client
 
 def test_lock_timeout_and_expiry_after_holder_dies(redis_client):
     store = SessionStore(redis_client)
-    dead = store.lock("s2", timeout=0.5)
-    dead.__enter__()  # acquired and never released: the holder "dies"
+    dead = store.lock("s2", timeout=0.5, renew=False)
+    dead.__enter__()  # acquired, never renewed nor released: the holder "dies"
     start = time.monotonic()
     with pytest.raises(SessionLockTimeout), store.lock("s2", timeout=5, blocking_timeout=0.1):
         pass
@@ -128,7 +128,17 @@ def test_lock_timeout_and_expiry_after_holder_dies(redis_client):
 
 def test_lock_lease_lost_is_reported(redis_client):
     store = SessionStore(redis_client)
-    with pytest.raises(SessionLockLost), store.lock("s3", timeout=0.1):
+    with pytest.raises(SessionLockLost), store.lock("s3", timeout=0.1, renew=False):
         time.sleep(0.3)
         with store.lock("s3", timeout=5, blocking_timeout=0):  # someone else takes it meanwhile
             pass
+
+
+def test_a_live_holder_keeps_its_lock_past_the_lease(redis_client):
+    store = SessionStore(redis_client)
+    with store.lock("long-op", timeout=0.3):
+        time.sleep(1.0)  # three leases long: renewed meanwhile, so nobody else got in
+        with pytest.raises(SessionLockTimeout), store.lock("long-op", timeout=0.3, blocking_timeout=0.05):
+            pass
+    with store.lock("long-op", timeout=0.3, blocking_timeout=0.5):
+        pass
