@@ -81,6 +81,15 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class PlainJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _as_response(result: Any) -> Any:
+    return PlainJSONResponse(result) if isinstance(result, (dict, list)) else result
+
+
 def unavailable(detail: str, retry_after: int = 1) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
 
@@ -110,7 +119,9 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
                   description="KATO-compatible pattern memory and prediction service, sharded on Ray.")
 
     async def call(fn, *args):
-        return await run_in_threadpool(fn, *args)
+        """Run blocking service code in a worker thread; JSON bodies are rendered there too (plain
+        ``json.dumps``: the results are JSON-ready, FastAPI's generic encoder would walk them again)."""
+        return await run_in_threadpool(lambda: _as_response(fn(*args)))
 
     @app.middleware("http")
     async def kato_conventions(request: Request, call_next):
@@ -266,8 +277,8 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
                          "Loading the lines with /bulk/learn into an empty node recreates the patterns.")
     async def bulk_export(request: Request, node_id: str | None = None, kb_id: str | None = None):
         service = current().require()
-        rows = await call(lambda: [json.dumps(row) + "\n" for row in
-                                   service.export_kb(node_of(request, node_id), kb_id)])
+        rows = await run_in_threadpool(lambda: [json.dumps(row) + "\n" for row in
+                                                service.export_kb(node_of(request, node_id), kb_id)])
         return StreamingResponse(iter(rows), media_type="application/x-ndjson")
 
     @app.post("/bulk/import-kato", summary="Import a KATO knowledge base verbatim (used by import-kato)",
