@@ -169,7 +169,6 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
         else:
             extras = 0
         e0 = ev_offsets[p]
-        n_events = ev_offsets[p + 1] - e0
         count = 0
         idx = 0
         while count < past_len:
@@ -180,7 +179,6 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
         while count < past_len + present_len:
             count += ev_sizes[e0 + idx]
             idx += 1
-        e2 = idx
         present_count = count - past_count
         if e1 > 0 and first >= 0:
             start = offsets[p] + past_count - ev_sizes[e0 + e1 - 1]
@@ -188,8 +186,6 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
                 if tokens[start + t] == first:
                     present_count += ev_sizes[e0 + e1 - 1]
                     break
-        _ = n_events
-        _ = e2
         k_arr[c] = k
         m_arr[c] = m
         np_arr[c] = present_count
