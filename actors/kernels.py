@@ -158,6 +158,9 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
             present_len = lp
         if use_fuzzy:
             extras = ls - m
+        elif k == 1:
+            # present is exactly the one block, which occurs whole in the state: difflib matches all of it
+            extras = ls - blocks[0, 2]
         elif present_len > 0:
             sub = pat[past_len:past_len + present_len]
             sub_blocks = np.empty((min(present_len, ls) + 1, 3), np.int64)
