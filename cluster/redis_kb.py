@@ -166,18 +166,20 @@ class RedisKB:
         total_symbols = 0
         for p, is_new in zip(patterns, new):
             counts = p.symbol_counts
-            symbol_freq.update(counts)
-            total_symbols += p.length
+            symbol_freq.update({s: c * p.repeats for s, c in counts.items()})
+            total_symbols += p.length * p.repeats
             if is_new:
                 pmf.update(counts.keys())
+                relearns[p.name] += p.repeats - 1
             else:
-                relearns[p.name] += 1
+                relearns[p.name] += p.repeats
             if self.symbol_to_patterns:
                 for s in counts:
                     members.setdefault(s, set()).add(p.name)
         n_new = sum(new)
         for name, times in relearns.items():
-            tx.incrby(keys.frequency(name), times)
+            if times:
+                tx.incrby(keys.frequency(name), times)
         for s, c in symbol_freq.items():
             tx.hincrby(keys.symbols_freq, s, c)
         for s, c in pmf.items():

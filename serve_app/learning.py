@@ -22,6 +22,11 @@ class LearnedPattern:
     events: list[list[str]]
     emotives: list[dict[str, float]] = field(default_factory=list)
     metadata: dict[str, list[str]] = field(default_factory=dict)
+    repeats: int = 1  # this learn, made this many times in a row (only without emotives/metadata)
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or (self.repeats > 1 and (self.emotives or self.metadata)):
+            raise ValueError("repeats must be >= 1, and > 1 only for learns without emotives or metadata")
 
     @property
     def symbols(self) -> list[str]:

@@ -28,7 +28,7 @@ class MemoryKB:
         """Store one learn; True when the pattern is new."""
         new = p.name not in self.frequency
         if new:
-            self.frequency[p.name] = 1
+            self.frequency[p.name] = p.repeats
             self.patterns[p.name] = p.events
             self.emotives[p.name] = trim_emotives(p.emotives, persistence)
             self.metadata[p.name] = dict(p.metadata)
@@ -37,13 +37,13 @@ class MemoryKB:
             self.total_pattern_frequencies += 1
             self.total_unique_patterns += 1
         else:
-            self.frequency[p.name] += 1
+            self.frequency[p.name] += p.repeats
             if p.emotives or p.metadata:
                 self.emotives[p.name] = trim_emotives([*self.emotives.get(p.name, []), *p.emotives], persistence)
                 self.metadata[p.name] = merge_metadata(self.metadata.get(p.name, {}), p.metadata)
         for symbol, count in p.symbol_counts.items():
-            self.symbol_freq[symbol] = self.symbol_freq.get(symbol, 0) + count
-        self.total_symbols_in_patterns_frequencies += p.length
+            self.symbol_freq[symbol] = self.symbol_freq.get(symbol, 0) + count * p.repeats
+        self.total_symbols_in_patterns_frequencies += p.length * p.repeats
         for emotive, value in p.affinity_delta.items():
             for symbol in p.symbol_counts:
                 per_symbol = self.affinity.setdefault(symbol, {})

@@ -281,13 +281,13 @@ class KatoService:
                 continue
             names.append(PATTERN_PREFIX + pattern.name)
             learned.append(pattern)
-            plain = LearnedPattern(name=pattern.name, events=pattern.events)
-            learned.extend([plain] * (item.frequency - 1))
+            if item.frequency > 1:  # the plain re-learns, applied as one aggregated learn
+                learned.append(LearnedPattern(name=pattern.name, events=pattern.events, repeats=item.frequency - 1))
         new = self.backend.learn_batch(kb_id, learned, request.persistence) if learned else []
         if request.batch_id is not None:
             client.sadd(applied_key, request.batch_id)
         return {"status": "learned", "node_id": kb_id, "patterns_received": len(request.patterns),
-                "learns_applied": len(learned), "new_patterns": sum(new), "skipped": skipped,
+                "learns_applied": sum(p.repeats for p in learned), "new_patterns": sum(new), "skipped": skipped,
                 "pattern_names": names}
 
     def export_kb(self, node_id: str, kb_id: str | None = None) -> Iterator[dict[str, Any]]:

@@ -13,8 +13,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_no_input_causes_a_server_error(base_url, tmp_path):
     report = tmp_path / "schemathesis.txt"
+    # One worker: with threads, hypothesis' lambda-source parsing (ast) can fail inside schemathesis itself
+    # on Python 3.11 ("AST constructor recursion depth mismatch"), an error of the fuzzer, not of the API.
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{base_url}/openapi.json",
-               "--checks", "not_a_server_error", "--max-examples", "25", "--workers", "2",
+               "--checks", "not_a_server_error", "--max-examples", "25", "--workers", "1",
                "--phases", "examples,coverage,fuzzing", "--seed", "1",
                "--exclude-path", "/ws/events"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900,

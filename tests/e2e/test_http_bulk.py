@@ -66,6 +66,16 @@ def test_bulk_validation(base_url):
     assert "/bulk/learn" in schema["paths"]
 
 
+def test_huge_frequencies_are_aggregated(base_url):
+    body = {"node_id": "bulk_huge", "patterns": [{"events": [["h1"], ["h2"]], "frequency": 1_000_000}] * 3}
+    result = requests.post(f"{base_url}/bulk/learn", json=body, timeout=60).json()
+    assert result["learns_applied"] == 3_000_000 and result["new_patterns"] == 1
+    viewer = KatoClient(base_url, node_id="bulk_huge")
+    viewer.observe(["h1"])
+    viewer.observe(["h2"])
+    assert viewer.predictions()[0]["frequency"] == 3_000_000
+
+
 def test_batch_ids_make_loads_idempotent(base_url):
     body = {"node_id": "bulk_idem", "batch_id": "file-0-100", "patterns": [{"events": [["x"], ["y"]]}]}
     assert requests.post(f"{base_url}/bulk/learn", json=body).json()["status"] == "learned"

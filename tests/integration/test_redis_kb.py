@@ -238,3 +238,25 @@ def test_clear_kb_uses_literal_prefix(redis_client, make_kb_id):
     assert rk.clear_kb(tricky) == len(dump(redis_client, victim))
     assert dump(redis_client, tricky) == {}
     assert dump(redis_client, victim) == before
+
+
+def test_repeated_learns_aggregate_like_separate_ones(redis_client, make_kb_id):
+    from serve_app.memory_kb import MemoryKB
+
+    one_by_one, aggregated = make_kb_id("a"), make_kb_id("b")
+    kb = RedisKB(redis_client)
+    first = learned([["r", "s"], ["s"]], emotives=[{"joy": 1.0}], metadata=[{"m": 1}])
+    plain = LearnedPattern(name=first.name, events=first.events)
+    kb.learn_batch(one_by_one, [first, *[plain] * 7, learned([["t"], ["u"]])], 5)
+    kb.learn_batch(aggregated, [first, LearnedPattern(first.name, first.events, repeats=7),
+                                learned([["t"], ["u"]])], 5)
+    assert dump(redis_client, one_by_one) == dump(redis_client, aggregated)
+    assert redis_client.get(f"{aggregated}:frequency:{first.name}") == "8"
+    memory_a, memory_b = MemoryKB(), MemoryKB()
+    for p in (first, *[plain] * 7):
+        memory_a.learn(p, 5)
+    memory_b.learn(first, 5)
+    memory_b.learn(LearnedPattern(first.name, first.events, repeats=7), 5)
+    assert memory_a == memory_b
+    with pytest.raises(ValueError):
+        LearnedPattern(first.name, first.events, emotives=[{"joy": 1.0}], repeats=2)
