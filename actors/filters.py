@@ -1,8 +1,6 @@
 """The filter pipeline inside a shard (spec §3.1–§3.2), vectorized over a KB's arrays.
 
-Same decisions as ``serve_app.reference_engine.pipeline_names``: stages in order; ``bloom`` and ``rapidfuzz``
-need a candidate set from an earlier database stage (skipped otherwise); a MinHash stage with a different
-number of hashes than the stored signatures is skipped, a different banding finds nothing; a pipeline
+Same decisions as ``serve_app.reference_engine.pipeline_names`` (both follow ``stage_decision``); a pipeline
 without any database stage yields no candidates.
 """
 
@@ -14,21 +12,18 @@ from rapidfuzz import fuzz, process
 from actors import kernels
 from actors.kb_index import KBIndex
 from actors.lsh import VocabularyRows
-from serve_app.reference_engine import PYTHON_STAGES, STORED_MINHASH_SHAPE, QueryOptions
+from serve_app.reference_engine import QueryOptions, stage_decision
 
 
 def pipeline_candidates(index: KBIndex, rows: VocabularyRows, state: list[str], state_ids: np.ndarray,
                         options: QueryOptions) -> np.ndarray:
     candidates: np.ndarray | None = None
     for stage in options.filter_pipeline:
-        if stage in PYTHON_STAGES and candidates is None:
+        decision = stage_decision(stage, candidates is not None, options)
+        if decision == "skip":
             continue
-        if stage == "minhash":
-            num_hashes, bands, rows_per_band = options.filters.minhash_shape()
-            if num_hashes != STORED_MINHASH_SHAPE[0]:
-                continue
-            if (bands, rows_per_band) != STORED_MINHASH_SHAPE[1:]:
-                return np.empty(0, np.int64)
+        if decision == "empty":
+            return np.empty(0, np.int64)
         pool = index.all_ids() if candidates is None else candidates
         candidates = _apply(stage, index, rows, pool, state, state_ids, options)
         if candidates.shape[0] == 0:

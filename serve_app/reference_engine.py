@@ -116,25 +116,38 @@ def _stage_keeps(stage: str, events: list[list[str]], state: list[str], stm: lis
     raise ValueError(f"unknown filter stage {stage!r}")
 
 
+def stage_decision(stage: str, have_candidates: bool, options: QueryOptions) -> str:
+    """KATO's executor rule for one stage: ``"run"``, ``"skip"`` it, or ``"empty"`` (the result is empty).
+
+    Python-only stages need a candidate set from an earlier database stage and are skipped otherwise; a
+    MinHash stage whose number of hashes differs from the stored signatures' is skipped (KATO's error path),
+    one with a different banding finds nothing.
+    """
+    if stage in PYTHON_STAGES and not have_candidates:
+        return "skip"
+    if stage == "minhash":
+        num_hashes, bands, rows = options.filters.minhash_shape()
+        if num_hashes != STORED_MINHASH_SHAPE[0]:
+            return "skip"
+        if (bands, rows) != STORED_MINHASH_SHAPE[1:]:
+            return "empty"
+    return "run"
+
+
 def pipeline_names(stm: Sequence[Sequence[str]], patterns: Iterable[tuple[str, list[list[str]]]],
                    options: QueryOptions) -> set[str]:
-    """Names the filter pipeline pre-selects (spec §3.1): stages in order, Python-only stages need a
-    candidate set from an earlier database stage and are skipped otherwise; a MinHash stage whose shape
-    differs from the stored signatures' is skipped (KATO's error path) or, for a different banding, finds
-    nothing; no database stage at all means no candidates."""
+    """Names the filter pipeline pre-selects (spec §3.1): stages in order under ``stage_decision``; no
+    database stage at all means no candidates."""
     state = flatten(stm)
     stm_events = [list(e) for e in stm]
     pool = dict(patterns)
     candidates: set[str] | None = None
     for stage in options.filter_pipeline:
-        if stage in PYTHON_STAGES and candidates is None:
+        decision = stage_decision(stage, candidates is not None, options)
+        if decision == "skip":
             continue
-        if stage == "minhash":
-            num_hashes, bands, rows = options.filters.minhash_shape()
-            if num_hashes != STORED_MINHASH_SHAPE[0]:
-                continue
-            if (bands, rows) != STORED_MINHASH_SHAPE[1:]:
-                return set()
+        if decision == "empty":
+            return set()
         names = pool if candidates is None else candidates
         candidates = {n for n in names if _stage_keeps(stage, pool[n], state, stm_events, options)}
         if not candidates:
