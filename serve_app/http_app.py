@@ -40,6 +40,7 @@ from serve_app.access import OPEN_PATHS, nodes_for_token, restrict_to
 from serve_app.errors import ApiError, ServiceUnavailable, SessionNotFound
 from serve_app.monitoring import no_data_detail
 from serve_app.service import KatoService, resolve_node
+from serve_app.session_logic import VectorLengthError
 
 SESSION_PATH = re.compile(r"^/sessions/(?P<sid>[^/]+)(?P<rest>/.*)?$")
 NOT_A_SESSION = {"count"}
@@ -183,6 +184,10 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         if isinstance(error, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):
             return unavailable("Redis is unavailable; retry shortly")
         raise error
+
+    @app.exception_handler(VectorLengthError)
+    async def vector_lengths(_request: Request, error: VectorLengthError):
+        return JSONResponse({"detail": str(error)}, status_code=400)
 
     @app.exception_handler(ConfigValidationError)
     async def config_error(_request: Request, error: ConfigValidationError):

@@ -171,20 +171,14 @@ class KatoService:
     def observe(self, session_id: str, observation: ObservationData) -> dict[str, Any]:
         self.limits.check_observation(observation)
         with self._locked(session_id) as state:
-            try:
-                return session_logic.observe(state, observation, self._config(state), self.backend,
-                                             self.kb_id(state.node_id))
-            except session_logic.VectorLengthError as error:
-                raise BadRequest(str(error)) from error
+            return session_logic.observe(state, observation, self._config(state), self.backend,
+                                         self.kb_id(state.node_id))
 
     def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
         self.limits.check_sequence(list(request.observations))
         with self._locked(session_id) as state:
-            try:
-                return session_logic.observe_sequence(state, request, self._config(state), self.backend,
-                                                      self.kb_id(state.node_id))
-            except session_logic.VectorLengthError as error:
-                raise BadRequest(str(error)) from error
+            return session_logic.observe_sequence(state, request, self._config(state), self.backend,
+                                                  self.kb_id(state.node_id))
 
     def stm(self, session_id: str) -> dict[str, Any]:
         state = self._load(session_id)
