@@ -9,6 +9,11 @@ import numpy as np
 from actors.columns import GrowableArray, Vocabulary
 from actors.lsh import MinhashIndex, VocabularyRows
 
+POSTING = np.dtype([("pattern", np.int64), ("count", np.int32), ("event_size", np.int32), ("length", np.int32)])
+"""An inverted-index entry: a pattern holding the token, how often, the size of the event of its first
+occurrence, and the pattern's length: enough to score a pattern whose only state token is this one without
+reading the pattern."""
+
 
 class KBIndex:
     """Patterns of one kb_id held by one shard.
@@ -31,7 +36,7 @@ class KBIndex:
         self.lengths = GrowableArray(np.int32, 256)
         self.distinct_counts = GrowableArray(np.int32, 256)
         self.minhash: MinhashIndex | None = None
-        self.postings: dict[int, GrowableArray] = {}
+        self.postings: dict[int, GrowableArray] = {}  # token id → POSTING entries, by pattern
         self.first_token: dict[int, GrowableArray] = {}
         self._joined: list[str] | None = None
         self._names_array: np.ndarray | None = None
@@ -74,7 +79,7 @@ class KBIndex:
         self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int32))
         self.event_offsets.extend(self.event_offsets.view()[-1] + np.cumsum(np.asarray(event_counts)))
         owners = np.repeat(np.asarray(new_ids, dtype=np.int64), lengths)
-        distinct_owners = self._index_postings(tokens, owners)
+        distinct_owners = self._index_postings(tokens, owners, lengths, np.asarray(event_sizes, dtype=np.int64))
         self.distinct_counts.extend(np.bincount(distinct_owners - new_ids[0], minlength=len(new_ids)))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         firsts = (np.where(lengths > 0, tokens[np.minimum(starts, len(tokens) - 1)], -1) if len(tokens)
@@ -89,16 +94,23 @@ class KBIndex:
             self.minhash.extend(self.tokens.view(), self.offsets.view())
         return len(new_ids)
 
-    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray) -> np.ndarray:
-        """Append each (token, pattern) pair once; returns the owner of every distinct pair."""
-        pairs = np.unique(np.stack([tokens.astype(np.int64), owners]), axis=1)
-        if pairs.shape[1] == 0:
-            return pairs[1]
-        token_ids = pairs[0]
+    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray, lengths: np.ndarray,
+                        event_sizes: np.ndarray) -> np.ndarray:
+        """Append each (token, pattern) pair once with its details; returns the owner of every distinct pair."""
+        if tokens.shape[0] == 0:
+            return np.empty(0, np.int64)
+        pair_keys = (tokens.astype(np.int64) << 32) | (owners - owners[0])
+        keys, first_at, counts = np.unique(pair_keys, return_index=True, return_counts=True)
+        token_ids, pattern_ids = keys >> 32, owners[first_at]
+        entries = np.empty(keys.shape[0], POSTING)
+        entries["pattern"] = pattern_ids
+        entries["count"] = counts
+        entries["event_size"] = np.repeat(event_sizes, event_sizes)[first_at]
+        entries["length"] = lengths[pattern_ids - owners[0]]
         cuts = np.flatnonzero(np.diff(token_ids)) + 1
-        for chunk_tokens, chunk_owners in zip(np.split(token_ids, cuts), np.split(pairs[1], cuts)):
-            self.postings.setdefault(int(chunk_tokens[0]), GrowableArray(np.int64, 8)).extend(chunk_owners)
-        return pairs[1]
+        for token, chunk in zip(token_ids[np.concatenate(([0], cuts))].tolist(), np.split(entries, cuts)):
+            self.postings.setdefault(token, GrowableArray(POSTING, 8)).extend(chunk)
+        return pattern_ids
 
     def symbols_of(self, local: int) -> list[str]:
         offsets = self.offsets.view()
@@ -128,10 +140,20 @@ class KBIndex:
 
     def containing_any(self, token_ids: np.ndarray) -> np.ndarray:
         """Local ids of the patterns sharing at least one of these (known) tokens."""
-        lists = [self.postings[t].view() for t in np.unique(token_ids).tolist() if t in self.postings]
+        lists = [self.postings[t].view()["pattern"] for t in np.unique(token_ids).tolist() if t in self.postings]
         if not lists:
             return np.empty(0, dtype=np.int64)
-        return np.unique(np.concatenate(lists))
+        if len(lists) == 1:
+            return lists[0].copy()
+        marked = np.zeros(len(self.names), dtype=np.bool_)
+        for posting in lists:
+            marked[posting] = True
+        return np.flatnonzero(marked)
+
+    def postings_of(self, token_ids: np.ndarray) -> np.ndarray:
+        """The posting entries of these distinct (known) tokens, concatenated."""
+        lists = [self.postings[t].view() for t in np.unique(token_ids).tolist() if t in self.postings]
+        return np.concatenate(lists) if lists else np.empty(0, POSTING)
 
     def starting_with(self, token_id: int) -> np.ndarray:
         found = self.first_token.get(token_id)
@@ -150,7 +172,7 @@ class KBIndex:
         for t in np.unique(token_ids).tolist():
             posting = self.postings.get(t)
             if posting is not None:
-                counts[posting.view()] += 1
+                counts[posting.view()["pattern"]] += 1
         return counts
 
     def all_ids(self) -> np.ndarray:

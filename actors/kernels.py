@@ -14,12 +14,14 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def lcs_length(a: np.ndarray, b: np.ndarray) -> int:
+def _lcs_into(a, b, prev, cur):
+    """LCS length using the caller's two rows (each at least len(b) + 1 long)."""
     la, lb = a.shape[0], b.shape[0]
     if la == 0 or lb == 0:
         return 0
-    prev = np.zeros(lb + 1, np.int32)
-    cur = np.zeros(lb + 1, np.int32)
+    for j in range(lb + 1):
+        prev[j] = 0
+    cur[0] = 0
     for i in range(la):
         ai = a[i]
         for j in range(lb):
@@ -29,6 +31,11 @@ def lcs_length(a: np.ndarray, b: np.ndarray) -> int:
                 cur[j + 1] = cur[j] if cur[j] > prev[j + 1] else prev[j + 1]
         prev, cur = cur, prev
     return prev[lb]
+
+
+@njit(cache=True, nogil=True)
+def lcs_length(a: np.ndarray, b: np.ndarray) -> int:
+    return _lcs_into(a, b, np.zeros(b.shape[0] + 1, np.int32), np.zeros(b.shape[0] + 1, np.int32))
 
 
 @njit(cache=True, nogil=True)
@@ -54,15 +61,16 @@ def _longest_match(a, b, alo, ahi, blo, bhi, prev, cur):
 
 
 @njit(cache=True, nogil=True)
-def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
-    """Blocks of difflib.SequenceMatcher(None, a, b, autojunk=False) into ``out`` (rows i, j, n); returns k."""
+def _scratch(lb):
+    return (np.zeros(lb + 2, np.int32), np.zeros(lb + 2, np.int32), np.empty((2 * (lb + 1) + 2, 4), np.int64),
+            np.empty((lb + 1, 3), np.int64))
+
+
+@njit(cache=True, nogil=True)
+def _blocks_into(a, b, out, prev, cur, stack, found):
+    """difflib's matching blocks of a and b into ``out``, with caller-owned work arrays sized by ``_scratch``."""
     la, lb = a.shape[0], b.shape[0]
-    prev = np.zeros(lb + 2, np.int32)
-    cur = np.zeros(lb + 2, np.int32)
-    stack = np.empty((2 * (min(la, lb) + 1) + 2, 4), np.int64)
-    found = np.empty((min(la, lb) + 1, 3), np.int64)
     nfound = 0
-    top = 0
     stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, la, 0, lb
     top = 1
     while top > 0:
@@ -78,11 +86,17 @@ def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
             if i + k < ahi and j + k < bhi:
                 stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = i + k, ahi, j + k, bhi
                 top += 1
-    order = np.argsort(found[:nfound, 0])
+    for x in range(1, nfound):  # insertion sort by i (blocks never share an i; there are few)
+        i2, j2, k2 = found[x, 0], found[x, 1], found[x, 2]
+        y = x - 1
+        while y >= 0 and found[y, 0] > i2:
+            found[y + 1, 0], found[y + 1, 1], found[y + 1, 2] = found[y, 0], found[y, 1], found[y, 2]
+            y -= 1
+        found[y + 1, 0], found[y + 1, 1], found[y + 1, 2] = i2, j2, k2
     k_out = 0
     i1 = j1 = k1 = 0
     for idx in range(nfound):
-        i2, j2, k2 = found[order[idx], 0], found[order[idx], 1], found[order[idx], 2]
+        i2, j2, k2 = found[idx, 0], found[idx, 1], found[idx, 2]
         if i1 + k1 == i2 and j1 + k1 == j2:
             k1 += k2
         else:
@@ -97,17 +111,78 @@ def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
+    """Blocks of difflib.SequenceMatcher(None, a, b, autojunk=False) into ``out`` (rows i, j, n); returns k."""
+    prev, cur, stack, found = _scratch(b.shape[0])
+    return _blocks_into(a, b, out, prev, cur, stack, found)
+
+
+@njit(cache=True, nogil=True)
 def token_similarities(tokens, offsets, candidates, state):
     """2·LCS/(|P|+|S|) for every candidate."""
     n = candidates.shape[0]
     out = np.empty(n, np.float64)
     ls = state.shape[0]
+    prev, cur, _stack, _found = _scratch(ls)
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         total = pat.shape[0] + ls
-        out[c] = (2.0 * lcs_length(pat, state) / total) if total > 0 else 0.0
+        out[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
     return out
+
+
+@njit(cache=True, nogil=True)
+def _present_count(tokens, offsets, ev_sizes, ev_offsets, p, past_len, present_len, first):
+    """Symbols of the events holding the present, with KATO's fix-up for a match in the last past event."""
+    e0 = ev_offsets[p]
+    count = 0
+    idx = 0
+    while count < past_len:
+        count += ev_sizes[e0 + idx]
+        idx += 1
+    e1 = idx
+    past_count = count
+    while count < past_len + present_len:
+        count += ev_sizes[e0 + idx]
+        idx += 1
+    present_count = count - past_count
+    if e1 > 0 and first >= 0:
+        start = offsets[p] + past_count - ev_sizes[e0 + e1 - 1]
+        for t in range(ev_sizes[e0 + e1 - 1]):
+            if tokens[start + t] == first:
+                present_count += ev_sizes[e0 + e1 - 1]
+                break
+    return present_count
+
+
+@njit(cache=True, nogil=True)
+def _metrics(m, lp, present_count, extras, k):
+    """(evidence, confidence, snr, pre-potential) exactly as the reference extraction computes them."""
+    ev = float(m / lp) if lp > 0 else 0.0
+    conf = float(m / present_count) if present_count > 0 else 0.0
+    denominator = 2.0 * m + extras
+    snr = float((2.0 * m - extras) / denominator) if denominator > 0 else 0.0
+    frag = float(k - 1)
+    f = 0.0 if frag == -1.0 else 1.0 / (frag + 1.0)
+    return ev, conf, snr, (ev + conf) * snr + f
+
+
+@njit(cache=True, nogil=True)
+def _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks, prev, cur, stack, found):
+    """Flat extras: state tokens the present does not match (difflib over the present and the state)."""
+    ls = state.shape[0]
+    if k == 1:
+        # present is exactly the one block, which occurs whole in the state: difflib matches all of it
+        return ls - blocks[0, 2]
+    if present_len > 0:
+        sub = pat[past_len:past_len + present_len]
+        ks = _blocks_into(sub, state, sub_blocks, prev, cur, stack, found)
+        matched = 0
+        for b in range(ks):
+            matched += sub_blocks[b, 2]
+        return ls - matched
+    return 0
 
 
 @njit(cache=True, nogil=True)
@@ -126,12 +201,14 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
     conf = np.empty(n, np.float64)
     snr = np.empty(n, np.float64)
     pre = np.empty(n, np.float64)
+    blocks = np.empty((ls + 1, 3), np.int64)
+    sub_blocks = np.empty((ls + 1, 3), np.int64)
+    prev, cur, stack, found = _scratch(ls)
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         lp = pat.shape[0]
-        blocks = np.empty((min(lp, ls) + 1, 3), np.int64)
-        k = matching_blocks(pat, state, blocks)
+        k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
         if use_fuzzy:
             m = 0
             first = -1
@@ -156,47 +233,111 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
         else:
             past_len = 0
             present_len = lp
-        if use_fuzzy:
-            extras = ls - m
-        elif k == 1:
-            # present is exactly the one block, which occurs whole in the state: difflib matches all of it
-            extras = ls - blocks[0, 2]
-        elif present_len > 0:
-            sub = pat[past_len:past_len + present_len]
-            sub_blocks = np.empty((min(present_len, ls) + 1, 3), np.int64)
-            ks = matching_blocks(sub, state, sub_blocks)
-            matched = 0
-            for b in range(ks):
-                matched += sub_blocks[b, 2]
-            extras = ls - matched
-        else:
-            extras = 0
-        e0 = ev_offsets[p]
-        count = 0
-        idx = 0
-        while count < past_len:
-            count += ev_sizes[e0 + idx]
-            idx += 1
-        e1 = idx
-        past_count = count
-        while count < past_len + present_len:
-            count += ev_sizes[e0 + idx]
-            idx += 1
-        present_count = count - past_count
-        if e1 > 0 and first >= 0:
-            start = offsets[p] + past_count - ev_sizes[e0 + e1 - 1]
-            for t in range(ev_sizes[e0 + e1 - 1]):
-                if tokens[start + t] == first:
-                    present_count += ev_sizes[e0 + e1 - 1]
-                    break
+        extras = ls - m if use_fuzzy else _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks,
+                                                         prev, cur, stack, found)
+        present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, past_len, present_len, first)
         k_arr[c] = k
         m_arr[c] = m
         np_arr[c] = present_count
-        ev[c] = float(m / lp) if lp > 0 else 0.0
-        conf[c] = float(m / present_count) if present_count > 0 else 0.0
-        denominator = 2.0 * m + extras
-        snr[c] = float((2.0 * m - extras) / denominator) if denominator > 0 else 0.0
-        frag = float(k - 1)
-        f = 0.0 if frag == -1.0 else 1.0 / (frag + 1.0)
-        pre[c] = (ev[c] + conf[c]) * snr[c] + f
+        ev[c], conf[c], snr[c], pre[c] = _metrics(m, lp, present_count, extras, k)
     return k_arr, m_arr, np_arr, ev, conf, snr, pre
+
+
+@njit(cache=True, nogil=True)
+def token_rank(tokens, offsets, ev_sizes, ev_offsets, candidates, state, first_in_state, cutoff):
+    """Token-mode ranking keys in one pass: (kept, similarity, pre-potential) for every candidate.
+
+    ``first_in_state[v]`` is the first state position of shard token v, or -1. A candidate with exactly one
+    pattern position whose token is in the state has LCS 1 and the single block (that position, the token's
+    first state position, 1); most candidates of a large corpus are such, and skip the LCS and block
+    computations. The rest go through the general kernels. Kept means similarity ≥ cutoff and, when the
+    cutoff is positive, at least one block: the candidates the reference engine keeps.
+    """
+    n = candidates.shape[0]
+    ls = state.shape[0]
+    kept = np.zeros(n, np.bool_)
+    sims = np.zeros(n, np.float64)
+    pre = np.zeros(n, np.float64)
+    blocks = np.empty((ls + 1, 3), np.int64)
+    sub_blocks = np.empty((ls + 1, 3), np.int64)
+    prev, cur, stack, found = _scratch(ls)
+    for c in range(n):
+        p = candidates[c]
+        pat = tokens[offsets[p]:offsets[p + 1]]
+        lp = pat.shape[0]
+        total = lp + ls
+        hits = 0
+        hit_at = -1
+        for i in range(lp):
+            if first_in_state[pat[i]] >= 0:
+                hits += 1
+                if hit_at < 0:
+                    hit_at = i
+        if hits == 1:
+            sim = 2.0 * 1 / total
+            if sim < cutoff:
+                continue
+            first = state[first_in_state[pat[hit_at]]]
+            present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, hit_at, 1, first)
+            kept[c] = True
+            sims[c] = sim
+            pre[c] = _metrics(1, lp, present_count, ls - 1, 1)[3]
+            continue
+        sim = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        if sim < cutoff:
+            continue
+        k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
+        if k == 0 and cutoff > 0.0:
+            continue
+        m = 0
+        for b in range(k):
+            m += blocks[b, 2]
+        first = state[blocks[0, 1]] if k > 0 else -1
+        if k >= 1:
+            past_len = blocks[0, 0]
+            present_len = blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
+        else:
+            past_len = 0
+            present_len = lp
+        extras = _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks, prev, cur, stack, found)
+        present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, past_len, present_len, first)
+        kept[c] = True
+        sims[c] = sim
+        pre[c] = _metrics(m, lp, present_count, extras, k)[3]
+    return kept, sims, pre
+
+
+@njit(cache=True, nogil=True)
+def posting_rank(patterns, counts, event_sizes, lengths, n_patterns, ls, cutoff):
+    """Score, from the postings of the state's tokens alone, every pattern with exactly one state-token position.
+
+    The arguments are the concatenated posting entries (``kb_index.POSTING`` fields) of the distinct known state
+    tokens. Such a pattern has LCS 1 and one block; its present is the event holding that position, so its
+    similarity and pre-potential follow from the entry. Returns (ids, similarities, pre-potentials) of those
+    reaching ``cutoff``, and the ids of the other patterns sharing a token (for the general kernels).
+    """
+    hits = np.zeros(n_patterns, np.int32)
+    n = patterns.shape[0]
+    for e in range(n):
+        hits[patterns[e]] += counts[e]
+    ids = np.empty(n, np.int64)
+    sims = np.empty(n, np.float64)
+    pre = np.empty(n, np.float64)
+    general = np.empty(n, np.int64)
+    n_single = 0
+    n_general = 0
+    for e in range(n):
+        p = patterns[e]
+        h = hits[p]
+        if h == 1:
+            sim = 2.0 * 1 / (lengths[e] + ls)
+            if sim >= cutoff:
+                ids[n_single] = p
+                sims[n_single] = sim
+                pre[n_single] = _metrics(1, lengths[e], event_sizes[e], ls - 1, 1)[3]
+                n_single += 1
+        elif h > 1:
+            general[n_general] = p
+            n_general += 1
+            hits[p] = -1
+    return ids[:n_single], sims[:n_single], pre[:n_single], np.sort(general[:n_general])

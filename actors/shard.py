@@ -129,6 +129,9 @@ class Shard:
             candidates = pipeline_candidates(index, self.vocabulary_rows, state, state_ids, options)
         elif cutoff <= 0.0:
             candidates = index.all_ids()
+        elif options.use_token_matching and fuzzy <= 0:
+            candidates, sims, pre = self._posting_fields(index, state_ids, cutoff)
+            return self._ranking(index, candidates, sims, pre, options)
         else:
             candidates = index.containing_any(state_ids[state_ids >= 0])
         if not single and cutoff > 0.0:
@@ -138,11 +141,59 @@ class Shard:
             candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
         if candidates.shape[0] == 0:
             return LocalRanking()
+        if options.use_token_matching and fuzzy <= 0:
+            candidates, sims, pre = self._token_fields(index, candidates, state_ids, cutoff)
+        else:
+            candidates, sims, pre = self._general_fields(index, candidates, state, state_ids, options, cutoff, fuzzy)
+        return self._ranking(index, candidates, sims, pre, options)
+
+    def _ranking(self, index: KBIndex, candidates: np.ndarray, sims: np.ndarray, pre: np.ndarray,
+                 options: QueryOptions) -> LocalRanking:
+        if candidates.shape[0] == 0:
+            return LocalRanking()
+        order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
+        return LocalRanking([index.names[i] for i in candidates[order].tolist()], pre[order], sims[order],
+                            int(candidates.shape[0]))
+
+    def _token_fields(self, index: KBIndex, candidates: np.ndarray, state_ids: np.ndarray, cutoff: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Kept candidates with similarity and pre-potential in token mode (exact tokens)."""
+        kept, sims, pre = kernels.token_rank(
+            index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
+            candidates, state_ids, self._first_in_state(state_ids), cutoff)
+        return candidates[kept], sims[kept], pre[kept]
+
+    def _posting_fields(self, index: KBIndex, state_ids: np.ndarray, cutoff: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token mode with a positive threshold: every pattern sharing a token, scored from the postings.
+
+        Patterns with a single state-token position (most of a large corpus) are scored from their posting
+        entries; the rest go through the general token kernel.
+        """
+        entries = index.postings_of(state_ids[state_ids >= 0])
+        if entries.shape[0] == 0:
+            return np.empty(0, np.int64), np.empty(0), np.empty(0)
+        ids, sims, pre, general = kernels.posting_rank(
+            entries["pattern"], entries["count"], entries["event_size"], entries["length"], len(index),
+            state_ids.shape[0], cutoff)
+        more_ids, more_sims, more_pre = self._token_fields(index, general, state_ids, cutoff)
+        return np.concatenate((ids, more_ids)), np.concatenate((sims, more_sims)), np.concatenate((pre, more_pre))
+
+    def _first_in_state(self, state_ids: np.ndarray) -> np.ndarray:
+        """For every shard token, its first position in the state, or -1."""
+        first = np.full(len(self.vocabulary), -1, np.int64)
+        for position in range(state_ids.shape[0] - 1, -1, -1):
+            if state_ids[position] >= 0:
+                first[state_ids[position]] = position
+        return first
+
+    def _general_fields(self, index: KBIndex, candidates: np.ndarray, state: list[str], state_ids: np.ndarray,
+                        options: QueryOptions, cutoff: float, fuzzy: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Kept candidates with similarity and pre-potential for character mode and fuzzy tokens."""
         sims = self._similarities(index, candidates, state, state_ids, options.use_token_matching)
         keep = sims >= cutoff
         candidates, sims = candidates[keep], sims[keep]
-        if candidates.shape[0] == 0:
-            return LocalRanking()
         fuzzy_hit = self._fuzzy_hits(state, fuzzy) if fuzzy > 0 else np.zeros((1, 1), np.bool_)
         k, _m, _np, _ev, _conf, _snr, pre = kernels.candidate_fields(
             index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
@@ -150,9 +201,7 @@ class Shard:
         if cutoff > 0.0:
             has_blocks = k > 0
             candidates, sims, pre = candidates[has_blocks], sims[has_blocks], pre[has_blocks]
-        order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
-        return LocalRanking([index.names[i] for i in candidates[order].tolist()], pre[order], sims[order],
-                            int(candidates.shape[0]))
+        return candidates, sims, pre
 
     def materialize(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
                     names: Sequence[str]) -> list[CandidateMatch]:

@@ -50,3 +50,50 @@ def test_fields_kernel_equals_reference_extraction(patterns, stm):
         assert (ev[position], conf[position], snr[position]) == (expected.evidence, expected.confidence,
                                                                   expected.snr)
         assert pre[position] == expected.pre_potential
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(events_strategy, min_size=1, max_size=8), st.lists(st.lists(st.sampled_from("abcdefxy"), min_size=1,
+       max_size=3), min_size=1, max_size=6), st.sampled_from([0.0, 0.1, 0.3, 0.6]))
+def test_token_rank_equals_general_kernels(patterns, stm, cutoff):
+    """The one-pass ranking kernel keeps the same candidates with bit-identical keys as LCS + blocks."""
+    from actors.kernels import candidate_fields, token_rank, token_similarities
+    from actors.shard import Shard
+
+    shard = Shard()
+    shard.add("kb", [f"p{i}" for i in range(len(patterns))], patterns)
+    index = shard.kb("kb")
+    arrays = (index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view())
+    state_ids = shard.vocabulary.lookup_state([s for e in stm for s in e])
+    candidates = index.all_ids()
+    kept, sims, pre = token_rank(*arrays, candidates, state_ids, shard._first_in_state(state_ids), cutoff)
+
+    expected_sims = token_similarities(arrays[0], arrays[1], candidates, state_ids)
+    k, _m, _np, _ev, _conf, _snr, expected_pre = candidate_fields(
+        *arrays, candidates, state_ids, np.zeros((1, 1), np.bool_), False)
+    expected_kept = (expected_sims >= cutoff) & ((k > 0) | (cutoff <= 0.0))
+    assert kept.tolist() == expected_kept.tolist()
+    assert sims[kept].tolist() == expected_sims[kept].tolist()
+    assert pre[kept].tolist() == expected_pre[kept].tolist()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(events_strategy, min_size=1, max_size=10), st.lists(st.lists(st.sampled_from("abcdefxy"),
+       min_size=1, max_size=3), min_size=1, max_size=6), st.sampled_from([0.05, 0.1, 0.3, 0.6]),
+       st.integers(1, 3))
+def test_posting_scores_equal_the_token_kernel(patterns, stm, cutoff, batches):
+    """Scoring from posting entries gives the same kept patterns and keys as reading every pattern."""
+    from actors.shard import Shard
+
+    shard = Shard()
+    names = [f"p{i}" for i in range(len(patterns))]
+    for part in range(batches):  # postings built over several add batches
+        shard.add("kb", names[part::batches], patterns[part::batches])
+    index = shard.kb("kb")
+    state_ids = shard.vocabulary.lookup_state([s for e in stm for s in e])
+    ids, sims, pre = shard._posting_fields(index, state_ids, cutoff)
+    expected = shard._token_fields(index, index.containing_any(state_ids[state_ids >= 0]), state_ids, cutoff)
+    order = np.argsort(ids)
+    assert ids[order].tolist() == expected[0].tolist()
+    assert sims[order].tolist() == expected[1].tolist()
+    assert pre[order].tolist() == expected[2].tolist()
