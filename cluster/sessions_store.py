@@ -4,6 +4,9 @@
   ``expires_at`` is refreshed on save/extend only).
 - ``kato:session:_active_index``: SET of session ids, pruned of ids whose key expired when counting.
 - ``kato:session:node:{node_id}:active``: the node's current session id (get-or-create), same TTL.
+- ``kato:session_predictions:{id}``: the session's observe-time predictions (shown by cognition-data), same
+  TTL. KATO keeps them inside the session JSON; apart, the operations that do not touch them (every one but
+  observe, learn, clear-stm and cognition-data) neither parse nor rewrite them.
 
 Expired vs gone: Redis drops an expired key, so a record that is "expired but not yet reaped" cannot be
 seen. ``exists`` reports ``expired=True`` for an id still in the active index whose key has expired
@@ -25,6 +28,7 @@ from typing import Any
 import redis
 
 SESSION_PREFIX = "kato:session:"
+PREDICTIONS_PREFIX = "kato:session_predictions:"
 ACTIVE_INDEX = "kato:session:_active_index"
 LOCK_PREFIX = "kato:lock:session:"
 DEFAULT_TTL_SECONDS = 3600
@@ -53,6 +57,10 @@ class SessionLockLost(RuntimeError):
 
 def session_key(session_id: str) -> str:
     return f"{SESSION_PREFIX}{session_id}"
+
+
+def predictions_key(session_id: str) -> str:
+    return f"{PREDICTIONS_PREFIX}{session_id}"
 
 
 def node_active_key(node_id: str) -> str:
@@ -105,27 +113,42 @@ class SessionStore:
         return session
 
     def save(self, session: dict[str, Any]) -> None:
-        """Store the record and reset its expiry to now + its own ``ttl_seconds``."""
+        """Store the record and reset its expiry to now + its own ``ttl_seconds``. Its ``predictions`` are
+        written only when present and not None; otherwise the stored ones are kept."""
         ttl = int(session.get("ttl_seconds") or self.default_ttl)
         now = _now()
         session["last_accessed"] = now.isoformat()
         session["expires_at"] = (now + timedelta(seconds=ttl)).isoformat()
         sid = session["session_id"]
+        predictions = session.get("predictions")
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(session_key(sid), json.dumps(session), ex=ttl)
+        pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k != "predictions"}), ex=ttl)
+        if predictions is not None:
+            pipe.set(predictions_key(sid), json.dumps(predictions), ex=ttl)
+        else:
+            pipe.expire(predictions_key(sid), ttl)
         pipe.sadd(ACTIVE_INDEX, sid)
         pipe.set(node_active_key(session["node_id"]), sid, ex=ttl)
         pipe.execute()
 
-    def get(self, session_id: str, touch: bool = True) -> dict[str, Any] | None:
-        """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND)."""
-        raw = self.client.get(session_key(session_id))
+    def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
+        """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
+        ``predictions`` is in the record only ``with_predictions``."""
+        if with_predictions:
+            raw, raw_predictions = self.client.mget([session_key(session_id), predictions_key(session_id)])
+        else:
+            raw, raw_predictions = self.client.get(session_key(session_id)), None
         if raw is None:
             return None
         session = json.loads(_text(raw))
+        if with_predictions:
+            session["predictions"] = json.loads(_text(raw_predictions)) if raw_predictions is not None else []
         if touch:
             ttl = int(session.get("ttl_seconds") or self.default_ttl)
-            self.client.expire(session_key(session_id), ttl)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.expire(session_key(session_id), ttl)
+            pipe.expire(predictions_key(session_id), ttl)
+            pipe.execute()
         return session
 
     def delete(self, session_id: str) -> bool:
@@ -133,6 +156,7 @@ class SessionStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(session_key(session_id))
         pipe.srem(ACTIVE_INDEX, session_id)
+        pipe.delete(predictions_key(session_id))
         deleted = bool(pipe.execute()[0])
         if raw is not None:  # drop the node pointer only if it still points at this session
             node_key = node_active_key(json.loads(_text(raw))["node_id"])
@@ -156,6 +180,7 @@ class SessionStore:
         session["expires_at"] = (_now() + timedelta(seconds=int(ttl_seconds))).isoformat()
         pipe = self.client.pipeline(transaction=True)
         pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
+        pipe.expire(predictions_key(session_id), int(ttl_seconds))
         pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
         pipe.execute()
         return True

@@ -36,7 +36,7 @@ class SessionState:
     metadata_accumulator: list[dict[str, Any]] = field(default_factory=list)
     time: int = 0
     percept_data: dict[str, Any] = field(default_factory=dict)
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[dict[str, Any]] | None = None  # None: not loaded (kept as stored when saved)
     session_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     access_count: int = 0

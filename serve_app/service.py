@@ -77,8 +77,8 @@ class KatoService:
         if nodes is not None and ALL_NODES not in nodes:
             raise Forbidden("raw knowledge-base access needs an API key for all nodes ('*')")
 
-    def _load(self, session_id: str) -> SessionState:
-        record = self.sessions.get(session_id, touch=True)
+    def _load(self, session_id: str, with_predictions: bool = False) -> SessionState:
+        record = self.sessions.get(session_id, touch=True, with_predictions=with_predictions)
         if record is None:
             raise SessionNotFound(session_id)
         authorize_node(record["node_id"])
@@ -225,7 +225,7 @@ class KatoService:
         return {"percept_data": state.percept_data, "session_id": session_id, "node_id": state.node_id}
 
     def cognition_data(self, session_id: str) -> dict[str, Any]:
-        state = self._load(session_id)
+        state = self._load(session_id, with_predictions=True)
         return {"cognition_data": {
             "predictions": state.predictions,
             "emotives": state.emotives_accumulator[-1] if state.emotives_accumulator else {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -14,6 +15,7 @@ from cluster.sessions_store import (
     SessionLockTimeout,
     SessionStore,
     node_active_key,
+    predictions_key,
     session_key,
 )
 
@@ -37,6 +39,25 @@ def test_create_get_save_delete(redis_client):
     assert store.exists(sid) == {"exists": False, "expired": False}
     assert redis_client.exists(node_active_key("node-1")) == 0
     assert store.delete(sid) is False
+
+
+def test_predictions_are_kept_apart_and_loaded_on_request(redis_client):
+    store = SessionStore(redis_client)
+    s = store.create("node-p", ttl_seconds=120)
+    sid = s["session_id"]
+    s["predictions"] = [{"name": "PTRN|abc", "potential": 1.5}]
+    store.save(s)
+    assert "predictions" not in json.loads(redis_client.get(session_key(sid)))
+    assert "predictions" not in store.get(sid)
+    assert store.get(sid, with_predictions=True)["predictions"] == [{"name": "PTRN|abc", "potential": 1.5}]
+    unloaded = store.get(sid)
+    unloaded["stm"] = [["x"]]
+    store.save(unloaded)  # a save without predictions keeps the stored ones, and their expiry follows
+    record = store.get(sid, with_predictions=True)
+    assert record["stm"] == [["x"]] and record["predictions"] == [{"name": "PTRN|abc", "potential": 1.5}]
+    assert 115 <= redis_client.ttl(predictions_key(sid)) <= 120
+    assert store.extend(sid, 900) and redis_client.ttl(predictions_key(sid)) > 800
+    assert store.delete(sid) and redis_client.exists(predictions_key(sid)) == 0
 
 
 def test_ttl_expiry_and_sliding_window(redis_client):
