@@ -127,6 +127,23 @@ class KBIndex:
             pos += size
         return events
 
+    def events_many(self, locals_: np.ndarray) -> list[list[list[str]]]:
+        """``events_of`` for many patterns with one gather of their token ids."""
+        if locals_.shape[0] == 0:
+            return []
+        offsets, e_off = self.offsets.view(), self.event_offsets.view()
+        flat = [self.vocabulary.symbols[t] for t in self.tokens.view()[_ranges(offsets, locals_)].tolist()]
+        sizes = self.event_sizes.view()[_ranges(e_off, locals_)].tolist()
+        out, pos, at = [], 0, 0
+        for count in (e_off[locals_ + 1] - e_off[locals_]).tolist():
+            events = []
+            for size in sizes[at:at + count]:
+                events.append(flat[pos:pos + size])
+                pos += size
+            at += count
+            out.append(events)
+        return out
+
     def joined(self) -> list[str]:
         """Space-joined pattern strings for character-mode similarity (built on first use)."""
         if self._joined is None:
@@ -184,3 +201,11 @@ class KBIndex:
         postings = sum(p.nbytes for p in self.postings.values())
         lsh = self.minhash.nbytes if self.minhash is not None else 0
         return sum(a.nbytes for a in arrays) + postings + self.distinct_counts.nbytes + lsh
+
+
+def _ranges(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions ``offsets[r]:offsets[r + 1]`` of every row, concatenated in row order."""
+    starts, ends = offsets[rows], offsets[rows + 1]
+    lengths = ends - starts
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return shift + np.arange(int(lengths.sum()))

@@ -341,3 +341,41 @@ def posting_rank(patterns, counts, event_sizes, lengths, n_patterns, ls, cutoff)
             n_general += 1
             hits[p] = -1
     return ids[:n_single], sims[:n_single], pre[:n_single], np.sort(general[:n_general])
+
+
+@njit(cache=True, nogil=True)
+def candidate_blocks(tokens, offsets, candidates, state):
+    """What the extraction of each candidate needs from the token ids, in one pass (token mode).
+
+    Returns similarities, the matching blocks of every candidate stacked (rows i, j, n; candidate c owns rows
+    ``starts[c]:starts[c + 1]``) and the flat extras count.
+    """
+    n = candidates.shape[0]
+    ls = state.shape[0]
+    sims = np.empty(n, np.float64)
+    extras = np.empty(n, np.int64)
+    starts = np.zeros(n + 1, np.int64)
+    rows = np.empty((n * (ls + 1), 3), np.int64)
+    blocks = np.empty((ls + 1, 3), np.int64)
+    sub_blocks = np.empty((ls + 1, 3), np.int64)
+    prev, cur, stack, found = _scratch(ls)
+    for c in range(n):
+        p = candidates[c]
+        pat = tokens[offsets[p]:offsets[p + 1]]
+        lp = pat.shape[0]
+        total = lp + ls
+        sims[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
+        if k >= 1:
+            past_len = blocks[0, 0]
+            present_len = blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
+        else:
+            past_len = 0
+            present_len = lp
+        extras[c] = _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks, prev, cur, stack,
+                                  found)
+        at = starts[c]
+        for b in range(k):
+            rows[at + b, 0], rows[at + b, 1], rows[at + b, 2] = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        starts[c + 1] = at + k
+    return sims, rows[:starts[n]], starts, extras

@@ -178,38 +178,44 @@ def extract(name: str, events: list[list[str]], stm: list[list[str]], cutoff: fl
     else:
         matches = [s for _, j, n in blocks for s in state[j:j + n]]
 
-    k = len(blocks)
-    if k >= 2:
-        i0 = blocks[0][0]
-        i1, _, n1 = blocks[-1]
-        past_len, present_len = i0, (i1 + n1) - i0
-    elif k == 1:
-        i0, _, n0 = blocks[0]
-        past_len, present_len = i0, n0
-    else:
-        if cutoff > 0.0:
-            return None
-        past_len, present_len = 0, len(pattern)
-
+    if not blocks and cutoff > 0.0:
+        return None
+    past_len, present_len = flat_span(blocks, len(pattern))
     if fuzzy:
         flat_extras = sum(1 for token in state if token not in fuzzy_hits)
     else:
         matched = sum(n for _, _, n in blocks_of(past_len, past_len + present_len)) if present_len else 0
         flat_extras = len(state) - matched if present_len else 0
+    return assemble(name, events, stm, len(pattern), sim, blocks, matches, flat_extras, anomalies)
 
+
+def flat_span(blocks: Sequence[Block], length: int) -> tuple[int, int]:
+    """Flat (past length, present length): the present runs from the first block to the end of the last;
+    without blocks the whole pattern is present."""
+    if not blocks:
+        return 0, length
+    i0 = blocks[0][0]
+    i1, _, n1 = blocks[-1]
+    return i0, (i1 + n1) - i0
+
+
+def assemble(name: str, events: list[list[str]], stm: list[list[str]], length: int, sim: float,
+             blocks: Sequence[Block], matches: list[str], flat_extras: int,
+             anomalies: list[dict] | None = None) -> CandidateMatch:
+    """The candidate's fields from its blocks, matches and flat extras count (spec §2.4)."""
+    past_len, present_len = flat_span(blocks, length)
     past, present, future = split_events(events, past_len, present_len, matches[0] if matches else None)
     present_symbols = set(flatten(present))
     match_set = set(matches)
     missing = [[s for s in event if s not in match_set] for event in present]
     extras = [[s for s in event if s not in present_symbols] for event in stm]
-
     m = len(matches)
-    length = len(pattern)
+    k = len(blocks)
     n_present = sum(len(e) for e in present)
     denominator = 2.0 * m + flat_extras
     return CandidateMatch(
         name=name, events=events, length=length, similarity=sim, matches=matches,
-        past=past, present=present, future=future, missing=missing, extras=extras, anomalies=anomalies,
+        past=past, present=present, future=future, missing=missing, extras=extras, anomalies=anomalies or [],
         number_of_blocks=k,
         evidence=float(m / length) if length > 0 else 0.0,
         confidence=float(m / n_present) if n_present > 0 else 0.0,

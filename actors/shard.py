@@ -19,7 +19,7 @@ from actors.columns import Vocabulary
 from actors.filters import pipeline_candidates
 from actors.kb_index import KBIndex
 from actors.lsh import VocabularyRows
-from actors.matching import CandidateMatch, extract
+from actors.matching import CandidateMatch, assemble, extract
 from schema.events import flatten
 from serve_app.reference_engine import QueryOptions
 
@@ -209,17 +209,20 @@ class Shard:
         index = self.kbs.get(kb_id)
         if index is None or not names:
             return []
-        single = sum(len(e) for e in stm) == 1
+        state = flatten(stm)
+        single = len(state) == 1
         cutoff = 0.0 if single else options.recall_threshold
         fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
         stm_events = [list(e) for e in stm]
-        state_ids = self.vocabulary.lookup_state(flatten(stm))
+        state_ids = self.vocabulary.lookup_state(state)
+        known = [(name, local) for name in names if (local := index.local_ids.get(name)) is not None]
+        locals_ = np.array([local for _, local in known], dtype=np.int64)
+        events_list = index.events_many(locals_)
+        if options.use_token_matching and fuzzy <= 0:
+            return self._assemble(known, events_list, stm_events, state, state_ids, locals_, index, cutoff)
         tokens, offsets = index.tokens.view(), index.offsets.view()
         out = []
-        for name in names:
-            local = index.local_ids.get(name)
-            if local is None:
-                continue
+        for (name, local), events in zip(known, events_list):
             pattern_ids = tokens[offsets[local]:offsets[local + 1]]
 
             def blocks_of(start: int, end: int, ids: np.ndarray = pattern_ids) -> list[tuple[int, int, int]]:
@@ -228,13 +231,29 @@ class Shard:
                 k = kernels.matching_blocks(sub, state_ids, found)
                 return [(int(i), int(j), int(n)) for i, j, n in found[:k].tolist()]
 
-            total = pattern_ids.shape[0] + state_ids.shape[0]
-            sim = ((2.0 * kernels.lcs_length(pattern_ids, state_ids) / total) if total > 0 else 0.0) \
-                if options.use_token_matching else None
-            match = extract(name, index.events_of(local), stm_events, cutoff, options.use_token_matching, fuzzy,
-                            sim=sim, blocks_of=blocks_of)
+            match = extract(name, events, stm_events, cutoff, options.use_token_matching, fuzzy, blocks_of=blocks_of)
             if match is not None:
                 out.append(match)
+        return out
+
+    @staticmethod
+    def _assemble(known: list[tuple[str, int]], events_list: list[list[list[str]]], stm: list[list[str]],
+                  state: list[str], state_ids: np.ndarray, locals_: np.ndarray, index: KBIndex, cutoff: float
+                  ) -> list[CandidateMatch]:
+        """Token mode: the compiled kernel gives every candidate's similarity, blocks and extras at once."""
+        sims, rows, starts, extras = kernels.candidate_blocks(index.tokens.view(), index.offsets.view(), locals_,
+                                                              state_ids)
+        all_blocks = [tuple(row) for row in rows.tolist()]
+        lengths = index.lengths.view()[locals_].tolist()
+        out = []
+        for (name, _), events, sim, lo, hi, flat_extras, length in zip(
+                known, events_list, sims.tolist(), starts[:-1].tolist(), starts[1:].tolist(), extras.tolist(),
+                lengths):
+            blocks = all_blocks[lo:hi]
+            if sim < cutoff or (not blocks and cutoff > 0.0):
+                continue
+            matches = [s for _, j, n in blocks for s in state[j:j + n]]
+            out.append(assemble(name, events, stm, length, sim, blocks, matches, flat_extras))
         return out
 
     @staticmethod

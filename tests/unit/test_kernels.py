@@ -97,3 +97,24 @@ def test_posting_scores_equal_the_token_kernel(patterns, stm, cutoff, batches):
     assert ids[order].tolist() == expected[0].tolist()
     assert sims[order].tolist() == expected[1].tolist()
     assert pre[order].tolist() == expected[2].tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events_strategy, min_size=1, max_size=8), st.lists(st.lists(st.sampled_from("abcdefxy"), min_size=1,
+       max_size=3), min_size=1, max_size=6), st.sampled_from([0.0, 0.1, 0.4]), st.booleans())
+def test_materialized_candidates_equal_the_reference_extraction(patterns, stm, cutoff, token_mode):
+    """The shard's batched extraction gives exactly ``extract``'s fields, in the order asked."""
+    from actors.matching import extract
+    from actors.shard import Shard
+    from serve_app.reference_engine import QueryOptions
+
+    shard = Shard()
+    names = [f"p{i}" for i in range(len(patterns))]
+    shard.add("kb", names, patterns)
+    asked = [*reversed(names), "unknown"]
+    options = QueryOptions(recall_threshold=cutoff, use_token_matching=token_mode)
+    got = shard.materialize("kb", stm, options, asked)
+    single = sum(len(e) for e in stm) == 1
+    expected = [m for name in asked if name in names
+                if (m := extract(name, patterns[names.index(name)], stm, 0.0 if single else cutoff, token_mode))]
+    assert got == expected
