@@ -26,10 +26,13 @@ from serve_app.reference_engine import QueryOptions
 
 @dataclass
 class LocalTop:
-    """A shard's answer: its best candidates and how many passed the threshold before truncation."""
+    """A shard's answer in one round trip: its local top candidates with every field, their sort keys, and how
+    many passed the threshold before truncation."""
 
     candidates: list[CandidateMatch] = field(default_factory=list)
     total: int = 0
+    pre_potentials: list[float] = field(default_factory=list)
+    similarities: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -40,6 +43,14 @@ class LocalRanking:
     pre_potentials: np.ndarray = field(default_factory=lambda: np.empty(0))
     similarities: np.ndarray = field(default_factory=lambda: np.empty(0))
     total: int = 0
+
+
+def merge_tops(tops: Sequence[LocalTop], limit: int) -> list[CandidateMatch]:
+    """The global top ``limit`` of several local tops, in the order ``merge_rankings`` gives."""
+    keyed = [(-p, -q, c.name, c) for top in tops
+             for c, p, q in zip(top.candidates, top.pre_potentials, top.similarities)]
+    keyed.sort(key=lambda item: item[:3])
+    return [c for *_, c in keyed[:limit]]
 
 
 def merge_rankings(rankings: Sequence[LocalRanking], limit: int) -> list[list[str]]:
@@ -105,9 +116,14 @@ class Shard:
                           sum(index.nbytes for index in self.kbs.values()), os.getpid())
 
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
-        """Local top candidates for an STM with every field (spec §2.3, §2.4, §3.1): rank, then materialize."""
+        """Local top candidates for an STM with every field (spec §2.3, §2.4, §3.1): rank, then materialize
+        the whole local top (the one-round-trip form of ``rank`` + ``materialize``)."""
         ranking = self.rank(kb_id, stm, options)
-        return LocalTop(self.materialize(kb_id, stm, options, ranking.names), ranking.total)
+        found = self.materialize(kb_id, stm, options, ranking.names)
+        if len(found) != len(ranking.names):  # a pattern the ranking kept is always materialized
+            raise RuntimeError(f"shard {self.shard_id}: ranked {len(ranking.names)} candidates, materialized "
+                               f"{len(found)}")
+        return LocalTop(found, ranking.total, ranking.pre_potentials.tolist(), ranking.similarities.tolist())
 
     def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalRanking:
         """The local top ``3·max_predictions`` by (pre-potential desc, similarity desc, name asc), as keys only.

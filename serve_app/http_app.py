@@ -7,7 +7,6 @@ ingress replica, or a plain uvicorn server in single-process mode and tests).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import re
@@ -126,8 +125,7 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def kato_conventions(request: Request, call_next):
-        """Trace and session headers, API keys, the body limit, the session-404 check before validation,
-        request metrics."""
+        """Trace and session headers, API keys, the body limit, request metrics."""
         start = time.perf_counter()
         trace_id = request.headers.get("x-trace-id") or uuid.uuid4().hex
         match = SESSION_PATH.match(request.url.path)
@@ -142,24 +140,14 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         if response is None and await _body_too_large(request, holder.max_body_bytes):
             response = JSONResponse({"detail": f"request body exceeds {holder.max_body_bytes} bytes"},
                                     status_code=413)
-        if response is None and session_id is not None and current().service is not None:
-            rest = match.group("rest") or ""
-            checked = (rest and rest != "/exists") or (not rest and request.method == "DELETE")
-            try:
-                if checked and not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
-                    error = SessionNotFound(session_id)
-                    response = JSONResponse(error.body(), status_code=404)
-            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError):
-                response = unavailable("Redis is unavailable; retry shortly")
         if response is None:
             response = await call_next(request)
         response.headers["X-Trace-ID"] = trace_id
         if session_id is not None:  # percent-encoded: a path may carry bytes a header cannot
             response.headers["X-Session-ID"] = quote(session_id, safe="-_.~!$&'()*+,;=:@")
         if current().monitor is not None:
-            elapsed = time.perf_counter() - start
-            with contextlib.suppress(RedisError):  # metrics never fail a request
-                await call(current().monitor.record_request, request.url.path, response.status_code, elapsed)
+            current().monitor.record_request_soon(request.url.path, response.status_code,
+                                                  time.perf_counter() - start)
         return response
 
     @app.exception_handler(ApiError)
@@ -167,8 +155,18 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, error: RequestValidationError):
-        """FastAPI's 422 body, with non-finite numbers in the echoed input written as strings (JSON has none)."""
+    async def validation_error(request: Request, error: RequestValidationError):
+        """FastAPI's 422 body, with non-finite numbers in the echoed input written as strings (JSON has none).
+        A request on an unknown session is a 404 whatever its body, as in KATO, where the session is
+        resolved before the body is validated."""
+        match = SESSION_PATH.match(request.url.path)
+        if match and match.group("sid") not in NOT_A_SESSION and current().service is not None:
+            session_id = match.group("sid")
+            try:
+                if not await call(lambda: current().service.sessions.exists(session_id)["exists"]):
+                    return JSONResponse(SessionNotFound(session_id).body(), status_code=404)
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError):
+                return unavailable("Redis is unavailable; retry shortly")
         return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
 
     @app.exception_handler(ShardUnavailable)

@@ -19,8 +19,10 @@ series is milliseconds; ``kato_request_duration_seconds`` is seconds; ``error_ra
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -175,15 +177,53 @@ class Monitor:
         self._resources: dict[str, float] | None = None
         self._cpu_ref: tuple[float, float, float] | None = None  # (monotonic, busy, total) of the window start
         self._cpu_percent = 0.0
+        self._queued: list[tuple[str, int, float, float]] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
 
     # ------------------------------------------------------------------ recording
     def record_request(self, path: str, status: int, seconds: float) -> None:
         """Count one served request (errors: status >= 500); one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        self._add_request(pipe, path, status, seconds, time.time())
+        pipe.execute()
+
+    def record_request_soon(self, path: str, status: int, seconds: float) -> None:
+        """``record_request`` off the request path: queued and written by a background thread. Every read of
+        the metrics writes this process's queue first, so a host never reports fewer requests than it served."""
+        with self._queue_lock:
+            self._queued.append((path, int(status), float(seconds), time.time()))
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, name="metrics-writer", daemon=True)
+                self._writer.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write the queued request records now (one pipelined round trip)."""
+        with self._flush_lock:
+            with self._queue_lock:
+                queued, self._queued = self._queued, []
+            if queued:
+                pipe = self.client.pipeline(transaction=False)
+                for path, status, seconds, at in queued:
+                    self._add_request(pipe, path, status, seconds, at)
+                pipe.execute()
+
+    def _write_queued(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with contextlib.suppress(redis.RedisError):  # metrics never fail the service
+                self.flush()
+
+    @staticmethod
+    def _add_request(pipe: Any, path: str, status: int, seconds: float, at: float) -> None:
         seconds = max(0.0, float(seconds))
         is_error = int(status) >= 500
         is_session_op = path.startswith(SESSION_PATH_PREFIX)
-        key = ts_key(int(time.time() // 60))
-        pipe = self.client.pipeline(transaction=False)
+        key = ts_key(int(at // 60))
         pipe.hincrby(TOTALS_KEY, "requests", 1)
         pipe.hincrbyfloat(TOTALS_KEY, "duration_sum", seconds)
         pipe.hincrby(key, "kato_requests_total:n", 1)
@@ -198,7 +238,6 @@ class Monitor:
             pipe.hincrby(TOTALS_KEY, "session_operations", 1)
             pipe.hincrby(key, "session_operations:n", 1)
         pipe.expire(key, RETENTION_SECONDS)
-        pipe.execute()
 
     def record_session_event(self, kind: str) -> None:
         """Count a session ``"created"`` or ``"deleted"``."""
@@ -282,6 +321,7 @@ class Monitor:
     # ------------------------------------------------------------------ reading
     def _read(self, minutes: int = 0) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]]:
         """Totals and the minute buckets overlapping the last ``minutes`` minutes (≥ 2: current and previous)."""
+        self.flush()
         now = time.time()
         current = int(now // 60)
         span = min(max(int(minutes), 0), RETENTION_MINUTES)

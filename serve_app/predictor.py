@@ -11,13 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from actors.matching import CandidateMatch
-from actors.shard import LocalRanking, LocalTop, merge_rankings
+from actors.shard import LocalRanking, LocalTop, merge_rankings, merge_tops
 from schema.events import flatten
 from serve_app.corpus_metrics import CorpusStats, score
 from serve_app.reference_engine import QueryOptions, weight_symbols
 
 
 class ShardClient(Protocol):
+    """Shards behind some transport. ``one_round_trip``: a call costs more than materializing a whole local
+    top (shards in other processes), so the predictor asks each shard for its materialized local top at once
+    instead of ranking first and materializing only the merged top."""
+
+    one_round_trip: bool
+
     def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
                    ) -> list[LocalTop]:
         """The local top candidates of every shard, one answer per shard."""
@@ -40,8 +46,9 @@ class LocalShards:
     """In-process shards (``Shard`` or ``StoredShard``), queried in parallel threads (the kernels release
     the GIL)."""
 
-    def __init__(self, shards: Sequence[Any], parallel: bool = True):
+    def __init__(self, shards: Sequence[Any], parallel: bool = True, one_round_trip: bool = False):
         self.shards = list(shards)
+        self.one_round_trip = one_round_trip
         self._pool = ThreadPoolExecutor(max_workers=len(self.shards)) if parallel and len(self.shards) > 1 else None
 
     def _each(self, call, items=None):
@@ -92,13 +99,18 @@ class Predictor:
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not flatten(stm):
             return [], []
-        rankings = self.shards.rank_many(kb_id, stm, options)
-        chosen = merge_rankings(rankings, 3 * options.max_predictions)
-        if not any(chosen):
-            return [], []
-        merged = [c for part in self.shards.materialize_many(kb_id, stm, options, chosen) for c in part]
+        limit = 3 * options.max_predictions
+        if self.shards.one_round_trip:
+            tops = self.shards.query_many(kb_id, stm, options)
+            merged, total = merge_tops(tops, limit), sum(t.total for t in tops)
+        else:
+            rankings = self.shards.rank_many(kb_id, stm, options)
+            chosen = merge_rankings(rankings, limit)
+            merged = [c for part in self.shards.materialize_many(kb_id, stm, options, chosen) for c in part] \
+                if any(chosen) else []
+            total = sum(r.total for r in rankings)
         if not merged:
             return [], []
         weights = weight_symbols(stm, merged)
         stats = self.read_stats(kb_id, merged, weights)
-        return score(merged, stm, stats, options.ranking, weights, sum(r.total for r in rankings))
+        return score(merged, stm, stats, options.ranking, weights, total)

@@ -57,6 +57,9 @@ def _now_iso() -> str:
 
 
 class KatoService:
+    """Every session operation first loads its session, so an unknown session is a 404 before any other
+    check (the HTTP layer adds the same for bodies that fail validation)."""
+
     def __init__(self, sessions: SessionStore, backend: Backend, defaults: ServerDefaults | None = None,
                  service_name: str = "kato", publish: EventSink | None = None, limits: PayloadLimits | None = None):
         self.sessions = sessions
@@ -149,9 +152,9 @@ class KatoService:
         return {"active_session_count": self.sessions.count()}
 
     def extend_session(self, session_id: str, ttl_seconds: int) -> dict[str, Any]:
+        self._load(session_id)
         if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise Unprocessable(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}")
-        self._load(session_id)
         if not self.sessions.extend(session_id, ttl_seconds):
             raise SessionNotFound(session_id)
         return {"status": "extended", "session_id": session_id, "ttl_seconds": ttl_seconds}
@@ -161,22 +164,21 @@ class KatoService:
 
     def update_config(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
         update = body.get("config") if isinstance(body.get("config"), dict) else body
-        accepted = validate_update(update)
         with self._locked(session_id) as state:
-            state.session_config.update(accepted)
+            state.session_config.update(validate_update(update))
             state.session_config = {k: v for k, v in state.session_config.items() if v is not None}
         return {"status": "okay", "message": "Configuration updated", "session_id": session_id}
 
     # -------------------------------------------------------- observations
     def observe(self, session_id: str, observation: ObservationData) -> dict[str, Any]:
-        self.limits.check_observation(observation)
         with self._locked(session_id) as state:
+            self.limits.check_observation(observation)
             return session_logic.observe(state, observation, self._config(state), self.backend,
                                          self.kb_id(state.node_id))
 
     def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
-        self.limits.check_sequence(list(request.observations))
         with self._locked(session_id) as state:
+            self.limits.check_sequence(list(request.observations))
             return session_logic.observe_sequence(state, request, self._config(state), self.backend,
                                                   self.kb_id(state.node_id))
 

@@ -121,7 +121,9 @@ def test_same_sequence_same_name_across_nodes(base_url):
 def test_unknown_session_is_404_with_detail_and_error(base_url):
     sid = "session-does-not-exist"
     for method, path in (("GET", "/stm"), ("POST", "/observe"), ("POST", "/clear-stm"), ("POST", "/learn"),
-                         ("GET", "/predictions"), ("DELETE", "")):
+                         ("GET", "/predictions"), ("DELETE", ""), ("POST", "/config"),
+                         ("POST", "/extend?ttl_seconds=0"), ("POST", "/extend?ttl_seconds=x"),
+                         ("POST", "/observe-sequence"), ("GET", "/cognition-data")):
         r = requests.request(method, f"{base_url}/sessions/{sid}{path}", json={"strings": [None]})
         assert r.status_code == 404, (method, path)
         body = r.json()

@@ -11,6 +11,7 @@ from serve_app.monitoring import (
     PREFIX,
     RETENTION_SECONDS,
     TIME_SERIES,
+    TOTALS_KEY,
     Monitor,
     health_status,
     no_data_detail,
@@ -66,6 +67,21 @@ def test_totals_are_shared_by_replicas(redis_client):
     c = Monitor(redis_client)
     c.record_request("/health", 200, 0.001)
     assert a.metrics(0, {})["performance"]["total_requests"] == 8
+
+
+def test_requests_recorded_off_the_request_path_are_written_and_never_missed(redis_client):
+    writer, reader = Monitor(redis_client), Monitor(redis_client)
+    for status in (200, 200, 503):
+        writer.record_request_soon("/sessions/s/observe", status, 0.004)
+    perf = writer.metrics(0, {})["performance"]  # a read writes this host's queue first
+    assert (perf["total_requests"], perf["total_errors"]) == (3, 1)
+    writer.record_request_soon("/health", 200, 0.001)
+    deadline = time.monotonic() + 10
+    while reader.metrics(0, {})["performance"]["total_requests"] < 4:  # another host: the writer thread
+        assert time.monotonic() < deadline, "queued request never written"
+        time.sleep(0.01)
+    assert reader.metrics(0, {})["performance"]["total_requests"] == 4
+    assert redis_client.hget(TOTALS_KEY, "session_operations") in ("3", b"3")
 
 
 def test_errors_are_5xx_only_and_rates_add_up(redis_client):
