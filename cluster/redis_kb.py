@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 import redis
 
 from schema.naming import kb_id_for
@@ -249,7 +250,7 @@ class RedisKB:
         stats.total_pattern_frequencies = _int(frequencies)
         if names:
             stats.frequencies = {n: _int(v) for n, v in zip(names, next(replies)) if v is not None}
-            stats.emotives = {n: json.loads(_text(v)) for n, v in zip(names, next(replies)) if v is not None}
+            stats.emotives = {n: orjson.loads(v) for n, v in zip(names, next(replies)) if v is not None}
             finalized = [n for n, v in zip(names, next(replies)) if v is not None]
             if finalized:  # only after finalize-training: fetch the whole-pattern values of those patterns
                 values = self.client.mget([keys.intrinsic(kind, n) for kind in INTRINSIC_KEYS for n in finalized])

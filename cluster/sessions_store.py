@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import redis
 
 SESSION_PREFIX = "kato:session:"
@@ -124,7 +125,7 @@ class SessionStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k != "predictions"}), ex=ttl)
         if predictions is not None:
-            pipe.set(predictions_key(sid), json.dumps(predictions), ex=ttl)
+            pipe.set(predictions_key(sid), orjson.dumps(predictions), ex=ttl)  # floats, names, symbols only
         else:
             pipe.expire(predictions_key(sid), ttl)
         pipe.sadd(ACTIVE_INDEX, sid)
@@ -142,7 +143,7 @@ class SessionStore:
             return None
         session = json.loads(_text(raw))
         if with_predictions:
-            session["predictions"] = json.loads(_text(raw_predictions)) if raw_predictions is not None else []
+            session["predictions"] = orjson.loads(raw_predictions) if raw_predictions is not None else []
         if touch:
             ttl = int(session.get("ttl_seconds") or self.default_ttl)
             pipe = self.client.pipeline(transaction=False)

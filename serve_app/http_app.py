@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -82,8 +83,14 @@ def _finite(value: Any) -> Any:
 
 
 class PlainJSONResponse(JSONResponse):
+    """JSON rendered by orjson (a hundred predictions render ~10x faster than with ``json``); content orjson
+    cannot write, such as integers beyond 64 bits in user metadata, goes through ``json``."""
+
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def _as_response(result: Any) -> Any:
@@ -119,8 +126,8 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
                   description="KATO-compatible pattern memory and prediction service, sharded on Ray.")
 
     async def call(fn, *args):
-        """Run blocking service code in a worker thread; JSON bodies are rendered there too (plain
-        ``json.dumps``: the results are JSON-ready, FastAPI's generic encoder would walk them again)."""
+        """Run blocking service code in a worker thread; JSON bodies are rendered there too (``PlainJSONResponse``:
+        the results are JSON-ready, FastAPI's generic encoder would walk them again)."""
         return await run_in_threadpool(lambda: _as_response(fn(*args)))
 
     @app.middleware("http")
