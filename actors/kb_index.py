@@ -132,8 +132,8 @@ class KBIndex:
         if locals_.shape[0] == 0:
             return []
         offsets, e_off = self.offsets.view(), self.event_offsets.view()
-        flat = [self.vocabulary.symbols[t] for t in self.tokens.view()[_ranges(offsets, locals_)].tolist()]
-        sizes = self.event_sizes.view()[_ranges(e_off, locals_)].tolist()
+        flat = [self.vocabulary.symbols[t] for t in self.tokens.view()[gathered_rows(offsets, locals_)].tolist()]
+        sizes = self.event_sizes.view()[gathered_rows(e_off, locals_)].tolist()
         out, pos, at = [], 0, 0
         for count in (e_off[locals_ + 1] - e_off[locals_]).tolist():
             events = []
@@ -203,7 +203,7 @@ class KBIndex:
         return sum(a.nbytes for a in arrays) + postings + self.distinct_counts.nbytes + lsh
 
 
-def _ranges(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def gathered_rows(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Positions ``offsets[r]:offsets[r + 1]`` of every row, concatenated in row order."""
     starts, ends = offsets[rows], offsets[rows + 1]
     lengths = ends - starts

@@ -15,8 +15,7 @@ import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
-from actors.matching import CandidateMatch
-from actors.shard import LocalRanking, LocalTop, Shard, ShardStats
+from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import StoredShard
 from cluster.store import StoreUnavailable
 from serve_app.reference_engine import QueryOptions
@@ -56,15 +55,8 @@ class ShardActor:
         return self.loaded
 
     def query(self, kb_id: str, stm: list[list[str]], options: QueryOptions) -> bytes:
-        """The local top, pickled here: Ray's own serialization of hundreds of small objects costs more."""
+        """The local top, pickled here (Ray's generic serialization of the dataclasses costs more)."""
         return pickle.dumps(self.inner.query(kb_id, stm, options), protocol=pickle.HIGHEST_PROTOCOL)
-
-    def rank(self, kb_id: str, stm: list[list[str]], options: QueryOptions) -> LocalRanking:
-        return self.inner.rank(kb_id, stm, options)
-
-    def materialize(self, kb_id: str, stm: list[list[str]], options: QueryOptions,
-                    names: list[str]) -> list[CandidateMatch]:
-        return self.inner.materialize(kb_id, stm, options, names)
 
     def add_table(self, table: pa.Table) -> int:
         return self.inner.add_table(table)
@@ -112,8 +104,6 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
 class RayShards:
     """``ShardClient`` over shard actors; a restarting shard surfaces as ``ShardUnavailable``."""
 
-    one_round_trip = True
-
     def __init__(self, handles: Sequence[ray.actor.ActorHandle], timeout: float = 30.0):
         self.handles = list(handles)
         self.timeout = timeout
@@ -125,18 +115,6 @@ class RayShards:
         stm = [list(e) for e in stm]
         return [pickle.loads(packed) for packed in self._get([h.query.remote(kb_id, stm, options)
                                                               for h in self.handles])]
-
-    def rank_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalRanking]:
-        stm = [list(e) for e in stm]
-        return self._get([h.rank.remote(kb_id, stm, options) for h in self.handles])
-
-    def materialize_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
-                         names: Sequence[Sequence[str]]) -> list[list[CandidateMatch]]:
-        stm = [list(e) for e in stm]
-        refs = {i: h.materialize.remote(kb_id, stm, options, list(chosen))
-                for i, (h, chosen) in enumerate(zip(self.handles, names)) if chosen}
-        found = dict(zip(refs, self._get(list(refs.values())))) if refs else {}
-        return [found.get(i, []) for i in range(len(self.handles))]
 
     def add_tables(self, tables: Sequence[pa.Table | None]) -> int:
         refs = [h.add_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]

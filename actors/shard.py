@@ -16,23 +16,32 @@ from rapidfuzz import fuzz, process
 
 from actors import kernels
 from actors.columns import Vocabulary
+from actors.compact import CompactCandidates, compact_candidates
 from actors.filters import pipeline_candidates
 from actors.kb_index import KBIndex
 from actors.lsh import VocabularyRows
-from actors.matching import CandidateMatch, assemble, extract
+from actors.matching import CandidateMatch, extract
 from schema.events import flatten
 from serve_app.reference_engine import QueryOptions
 
 
 @dataclass
 class LocalTop:
-    """A shard's answer in one round trip: its local top candidates with every field, their sort keys, and how
-    many passed the threshold before truncation."""
+    """A shard's answer to a query: its local top (names and sort keys, best first), how many candidates
+    passed the threshold before truncation, and their fields: compact arrays in token mode, materialized
+    candidates otherwise (character mode, fuzzy tokens)."""
 
-    candidates: list[CandidateMatch] = field(default_factory=list)
-    total: int = 0
+    names: list[str] = field(default_factory=list)
     pre_potentials: list[float] = field(default_factory=list)
     similarities: list[float] = field(default_factory=list)
+    total: int = 0
+    candidates: list[CandidateMatch] | None = None
+    compact: CompactCandidates | None = None
+
+    def take(self, positions: Sequence[int], stm: list[list[str]]) -> list[CandidateMatch]:
+        if self.compact is not None:
+            return self.compact.assemble(positions, [self.names[p] for p in positions], stm)
+        return [self.candidates[p] for p in positions] if self.candidates is not None else []
 
 
 @dataclass
@@ -43,25 +52,21 @@ class LocalRanking:
     pre_potentials: np.ndarray = field(default_factory=lambda: np.empty(0))
     similarities: np.ndarray = field(default_factory=lambda: np.empty(0))
     total: int = 0
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # the shard's local ids of ``names``
 
 
-def merge_tops(tops: Sequence[LocalTop], limit: int) -> list[CandidateMatch]:
-    """The global top ``limit`` of several local tops, in the order ``merge_rankings`` gives."""
-    keyed = [(-p, -q, c.name, c) for top in tops
-             for c, p, q in zip(top.candidates, top.pre_potentials, top.similarities)]
-    keyed.sort(key=lambda item: item[:3])
-    return [c for *_, c in keyed[:limit]]
-
-
-def merge_rankings(rankings: Sequence[LocalRanking], limit: int) -> list[list[str]]:
-    """The global top ``limit`` of several local rankings, as the names each shard must materialize."""
-    keyed = [(-float(p), -float(q), name, shard) for shard, r in enumerate(rankings)
-             for name, p, q in zip(r.names, r.pre_potentials.tolist(), r.similarities.tolist())]
-    keyed.sort()
-    chosen: list[list[str]] = [[] for _ in rankings]
-    for _, _, name, shard in keyed[:limit]:
-        chosen[shard].append(name)
-    return chosen
+def merge_tops(tops: Sequence[LocalTop], limit: int, stm: Sequence[Sequence[str]]) -> list[CandidateMatch]:
+    """The global top ``limit`` of several local tops by (pre-potential desc, similarity desc, name asc), with
+    every field. That order is total, so this is exactly the reference engine's pruning over the whole corpus;
+    only the kept candidates are assembled."""
+    keyed = sorted((-p, -q, name, t, i) for t, top in enumerate(tops)
+                   for i, (name, p, q) in enumerate(zip(top.names, top.pre_potentials, top.similarities)))[:limit]
+    stm_events = [list(e) for e in stm]
+    assembled: dict[tuple[int, int], CandidateMatch] = {}
+    for t, top in enumerate(tops):
+        positions = [i for *_, owner, i in keyed if owner == t]
+        assembled.update(zip(((t, i) for i in positions), top.take(positions, stm_events)))
+    return [assembled[(t, i)] for *_, t, i in keyed]
 
 
 @dataclass(frozen=True)
@@ -116,21 +121,29 @@ class Shard:
                           sum(index.nbytes for index in self.kbs.values()), os.getpid())
 
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
-        """Local top candidates for an STM with every field (spec §2.3, §2.4, §3.1): rank, then materialize
-        the whole local top (the one-round-trip form of ``rank`` + ``materialize``)."""
+        """Local top candidates for an STM with their fields (spec §2.3, §2.4, §3.1), in one call."""
         ranking = self.rank(kb_id, stm, options)
-        found = self.materialize(kb_id, stm, options, ranking.names)
-        if len(found) != len(ranking.names):  # a pattern the ranking kept is always materialized
-            raise RuntimeError(f"shard {self.shard_id}: ranked {len(ranking.names)} candidates, materialized "
-                               f"{len(found)}")
-        return LocalTop(found, ranking.total, ranking.pre_potentials.tolist(), ranking.similarities.tolist())
+        top = LocalTop(ranking.names, ranking.pre_potentials.tolist(), ranking.similarities.tolist(), ranking.total)
+        if not ranking.names:
+            return top
+        state = flatten(stm)
+        if self._exact_tokens(options, len(state)):
+            top.compact = compact_candidates(self.kbs[kb_id], ranking.ids, self.vocabulary.lookup_state(state))
+        else:
+            top.candidates = self.materialize(kb_id, stm, options, ranking.names)
+            if len(top.candidates) != len(ranking.names):  # a pattern the ranking kept is always materialized
+                raise RuntimeError(f"shard {self.shard_id}: ranked {len(ranking.names)} candidates, materialized "
+                                   f"{len(top.candidates)}")
+        return top
+
+    @staticmethod
+    def _exact_tokens(options: QueryOptions, state_length: int) -> bool:
+        """Token matching without fuzzy tokens (the single-symbol path never uses fuzzy tokens)."""
+        return options.use_token_matching and (state_length == 1 or (options.fuzzy_token_threshold or 0.0) <= 0)
 
     def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalRanking:
-        """The local top ``3·max_predictions`` by (pre-potential desc, similarity desc, name asc), as keys only.
-
-        The predictor merges the rankings of all shards into the global top and asks each shard to
-        ``materialize`` just its share, so only the candidates that survive pruning are extracted and shipped.
-        """
+        """The local top ``3·max_predictions`` by (pre-potential desc, similarity desc, name asc), as keys only
+        (``query`` adds their fields)."""
         index = self.kbs.get(kb_id)
         state = flatten(stm)
         if index is None or not state or len(index) == 0:
@@ -145,7 +158,7 @@ class Shard:
             candidates = pipeline_candidates(index, self.vocabulary_rows, state, state_ids, options)
         elif cutoff <= 0.0:
             candidates = index.all_ids()
-        elif options.use_token_matching and fuzzy <= 0:
+        elif self._exact_tokens(options, len(state)):
             candidates, sims, pre = self._posting_fields(index, state_ids, cutoff)
             return self._ranking(index, candidates, sims, pre, options)
         else:
@@ -157,7 +170,7 @@ class Shard:
             candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
         if candidates.shape[0] == 0:
             return LocalRanking()
-        if options.use_token_matching and fuzzy <= 0:
+        if self._exact_tokens(options, len(state)):
             candidates, sims, pre = self._token_fields(index, candidates, state_ids, cutoff)
         else:
             candidates, sims, pre = self._general_fields(index, candidates, state, state_ids, options, cutoff, fuzzy)
@@ -168,8 +181,9 @@ class Shard:
         if candidates.shape[0] == 0:
             return LocalRanking()
         order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
-        return LocalRanking([index.names[i] for i in candidates[order].tolist()], pre[order], sims[order],
-                            int(candidates.shape[0]))
+        ids = candidates[order]
+        return LocalRanking([index.names[i] for i in ids.tolist()], pre[order], sims[order], int(candidates.shape[0]),
+                            ids)
 
     def _token_fields(self, index: KBIndex, candidates: np.ndarray, state_ids: np.ndarray, cutoff: float
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,12 +247,13 @@ class Shard:
         state_ids = self.vocabulary.lookup_state(state)
         known = [(name, local) for name in names if (local := index.local_ids.get(name)) is not None]
         locals_ = np.array([local for _, local in known], dtype=np.int64)
-        events_list = index.events_many(locals_)
-        if options.use_token_matching and fuzzy <= 0:
-            return self._assemble(known, events_list, stm_events, state, state_ids, locals_, index, cutoff)
+        if self._exact_tokens(options, len(state)):
+            compact = compact_candidates(index, locals_, state_ids)
+            kept = np.flatnonzero((compact.similarities >= cutoff) & ((compact.block_counts() > 0) | (cutoff <= 0.0)))
+            return compact.assemble(kept.tolist(), [known[i][0] for i in kept.tolist()], stm_events)
         tokens, offsets = index.tokens.view(), index.offsets.view()
         out = []
-        for (name, local), events in zip(known, events_list):
+        for (name, local), events in zip(known, index.events_many(locals_)):
             pattern_ids = tokens[offsets[local]:offsets[local + 1]]
 
             def blocks_of(start: int, end: int, ids: np.ndarray = pattern_ids) -> list[tuple[int, int, int]]:
@@ -250,26 +265,6 @@ class Shard:
             match = extract(name, events, stm_events, cutoff, options.use_token_matching, fuzzy, blocks_of=blocks_of)
             if match is not None:
                 out.append(match)
-        return out
-
-    @staticmethod
-    def _assemble(known: list[tuple[str, int]], events_list: list[list[list[str]]], stm: list[list[str]],
-                  state: list[str], state_ids: np.ndarray, locals_: np.ndarray, index: KBIndex, cutoff: float
-                  ) -> list[CandidateMatch]:
-        """Token mode: the compiled kernel gives every candidate's similarity, blocks and extras at once."""
-        sims, rows, starts, extras = kernels.candidate_blocks(index.tokens.view(), index.offsets.view(), locals_,
-                                                              state_ids)
-        all_blocks = [tuple(row) for row in rows.tolist()]
-        lengths = index.lengths.view()[locals_].tolist()
-        out = []
-        for (name, _), events, sim, lo, hi, flat_extras, length in zip(
-                known, events_list, sims.tolist(), starts[:-1].tolist(), starts[1:].tolist(), extras.tolist(),
-                lengths):
-            blocks = all_blocks[lo:hi]
-            if sim < cutoff or (not blocks and cutoff > 0.0):
-                continue
-            matches = [s for _, j, n in blocks for s in state[j:j + n]]
-            out.append(assemble(name, events, stm, length, sim, blocks, matches, flat_extras))
         return out
 
     @staticmethod

@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.matching import CandidateMatch
-from actors.shard import LocalRanking, LocalTop, Shard, ShardStats
+from actors.shard import LocalTop, Shard, ShardStats
 from cluster.store import PatternStore
 from serve_app.reference_engine import QueryOptions
 
@@ -53,13 +52,6 @@ class StoredShard:
 
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
         return self.shard.query(kb_id, stm, options)
-
-    def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalRanking:
-        return self.shard.rank(kb_id, stm, options)
-
-    def materialize(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
-                    names: Sequence[str]) -> list[CandidateMatch]:
-        return self.shard.materialize(kb_id, stm, options, names)
 
     def drop_kb(self, kb_id: str) -> None:
         if self.store is not None:

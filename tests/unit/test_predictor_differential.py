@@ -30,8 +30,7 @@ options = st.builds(
 )
 
 
-def build(corpus: list[list[list[str]]], shard_count: int, one_round_trip: bool = False
-          ) -> tuple[MemoryKB, Predictor]:
+def build(corpus: list[list[list[str]]], shard_count: int) -> tuple[MemoryKB, Predictor]:
     kb = MemoryKB()
     learned = []
     for i, pattern in enumerate(corpus):
@@ -44,8 +43,7 @@ def build(corpus: list[list[list[str]]], shard_count: int, one_round_trip: bool 
     if learned:
         for p, owner in zip(learned, owners(pattern_buckets([p.events for p in learned]), ranges).tolist()):
             shards[owner].add("kb", [p.name], [p.events])
-    return kb, Predictor(LocalShards(shards, parallel=False, one_round_trip=one_round_trip),
-                         lambda _kb, _c, _w: kb.stats())
+    return kb, Predictor(LocalShards(shards, parallel=False), lambda _kb, _c, _w: kb.stats())
 
 
 def assert_same(got, expected):
@@ -65,12 +63,11 @@ def assert_same(got, expected):
         assert g["aggregate_potential"] == pytest.approx(e["aggregate_potential"], abs=1e-9)
 
 
-@pytest.mark.parametrize("one_round_trip", [False, True], ids=["rank-then-materialize", "one-round-trip"])
 @pytest.mark.parametrize("shard_count", [1, 2, 4])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corpus=corpora, stm=events, opts=options)
-def test_predictor_equals_reference(shard_count, one_round_trip, corpus, stm, opts):
-    kb, predictor = build(corpus, shard_count, one_round_trip)
+def test_predictor_equals_reference(shard_count, corpus, stm, opts):
+    kb, predictor = build(corpus, shard_count)
     assert_same(predictor.predict("kb", stm, opts), predict(stm, kb.items(), kb.stats(), opts))
 
 
