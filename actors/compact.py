@@ -44,19 +44,21 @@ class CompactCandidates:
         """The full fields of the candidates at ``positions`` (named ``names``), against the STM."""
         state = flatten(stm)
         symbols = self.symbols
+        flat_all = [symbols[t] for t in self.tokens.tolist()]
+        token_starts, event_starts = self.token_starts.tolist(), self.event_starts.tolist()
+        block_starts, sizes_all = self.block_starts.tolist(), self.event_sizes.tolist()
+        rows_all = [(i, j, n) for i, j, n in self.blocks.tolist()]
+        sims, extras = self.similarities.tolist(), self.extras.tolist()
         out = []
         for position, name in zip(positions, names):
-            lo, hi = int(self.token_starts[position]), int(self.token_starts[position + 1])
-            flat = [symbols[t] for t in self.tokens[lo:hi].tolist()]
-            events, at = [], 0
-            for size in self.event_sizes[self.event_starts[position]:self.event_starts[position + 1]].tolist():
-                events.append(flat[at:at + size])
+            lo, hi = token_starts[position], token_starts[position + 1]
+            events, at = [], lo
+            for size in sizes_all[event_starts[position]:event_starts[position + 1]]:
+                events.append(flat_all[at:at + size])
                 at += size
-            rows = self.blocks[self.block_starts[position]:self.block_starts[position + 1]].tolist()
-            blocks = [(i, j, n) for i, j, n in rows]
+            blocks = rows_all[block_starts[position]:block_starts[position + 1]]
             matches = [s for _, j, n in blocks for s in state[j:j + n]]
-            out.append(assemble(name, events, stm, hi - lo, float(self.similarities[position]), blocks, matches,
-                                int(self.extras[position])))
+            out.append(assemble(name, events, stm, hi - lo, sims[position], blocks, matches, extras[position]))
         return out
 
 

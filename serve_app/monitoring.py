@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 PREFIX = "kato:metrics:"
 TOTALS_KEY = f"{PREFIX}totals"
+WRITE_COALESCE_SECONDS = 0.1  # other hosts see a request's metrics at most this much later
 TS_PREFIX = f"{PREFIX}ts:"
 RETENTION_SECONDS = 2 * 3600
 RETENTION_MINUTES = RETENTION_SECONDS // 60
@@ -214,6 +215,7 @@ class Monitor:
     def _write_queued(self) -> None:
         while True:
             self._wake.wait()
+            time.sleep(WRITE_COALESCE_SECONDS)  # gather the requests of the next moment into the same write
             self._wake.clear()
             with contextlib.suppress(redis.RedisError):  # metrics never fail the service
                 self.flush()

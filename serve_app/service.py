@@ -88,16 +88,14 @@ class KatoService:
         return SessionState.from_dict(record)
 
     @contextmanager
-    def _locked(self, session_id: str, save: bool = True) -> Iterator[SessionState]:
-        """Load, hand out and (unless read-only) save a session under its cluster-wide lock. Loading slides
-        the expiry already, so a read-only use writes nothing."""
+    def _locked(self, session_id: str) -> Iterator[SessionState]:
+        """Load, hand out and save a session under its cluster-wide lock (reads take a snapshot, ``_load``)."""
         try:
             with self.sessions.lock(session_id, timeout=LOCK_LEASE_SECONDS):
                 state = self._load(session_id)
                 state.access_count += 1
                 yield state
-                if save:
-                    self.sessions.save(state.to_dict())
+                self.sessions.save(state.to_dict())
         except SessionLockTimeout as error:
             raise ServiceUnavailable(str(error)) from error
 
@@ -216,9 +214,11 @@ class KatoService:
         return {"status": "cleared", "session_id": session_id, "scope": "all"}
 
     def predictions(self, session_id: str) -> dict[str, Any]:
-        with self._locked(session_id, save=False) as state:
-            predictions, futures = self.backend.predict(self.kb_id(state.node_id), state.stm,
-                                                        QueryOptions.from_config(self._config(state)))
+        """Read-only: a consistent snapshot of the session (one GET) needs no lock, so predictions never wait
+        behind, or hold up, the session's writes."""
+        state = self._load(session_id)
+        predictions, futures = self.backend.predict(self.kb_id(state.node_id), state.stm,
+                                                    QueryOptions.from_config(self._config(state)))
         return {"predictions": predictions, "future_potentials": futures, "session_id": session_id,
                 "processor_id": None, "count": len(predictions), "time": None, "unique_id": None}
 
