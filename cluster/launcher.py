@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +56,7 @@ def project_root() -> str:
 
 def run_service(settings: Settings, on_ready=print) -> None:
     """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
+    check_port_free(settings.host, settings.port)
     check_engines(settings)
     import ray
     from ray import serve
@@ -106,6 +108,17 @@ def run_service(settings: Settings, on_ready=print) -> None:
             pid_path.unlink()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast when another process listens on the service's port: the readiness check would otherwise be
+    answered by that process."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise LauncherError(f"port {port} on {host} is already in use ({error.strerror})") from error
+
+
 def check_engines(settings: Settings) -> None:
     """Fail fast, in one line, when a configured ClickHouse server or Redis cannot be reached."""
     import redis
@@ -146,6 +159,7 @@ def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Pop
     os.makedirs(settings.data_dir, exist_ok=True)
     if (pid := running_pid(settings.data_dir)) is not None:
         raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}")
+    check_port_free(settings.host, settings.port)
     args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", settings.data_dir, "--port", str(settings.port),
             "--host", settings.host, "--shards", str(settings.shards)]
     if settings.store:

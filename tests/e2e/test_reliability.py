@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,22 @@ def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis)
     assert k.observe(["after_death"])["status"] == "okay"
     assert time.monotonic() - start < 30
     assert k.stm() == [["after_death"]]
+
+
+def test_a_taken_port_is_one_clear_line_at_startup(tmp_path):
+    """``up`` must not start (nor report ready) while another process answers on its port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for detach in ([], ["--detach"]):
+            result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+                                     "--port", str(port), *detach], capture_output=True, text=True, timeout=120,
+                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
+            assert result.returncode == 1, detach
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert lines == [f"error: port {port} on 127.0.0.1 is already in use (Address already in use)"], lines
+            assert not (tmp_path / "kato.pid").exists()
 
 
 def test_unreachable_clickhouse_is_one_clear_line_at_startup(tmp_path):
