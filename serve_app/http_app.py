@@ -12,6 +12,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -21,10 +22,12 @@ from fastapi import Body, FastAPI, Query, Request, WebSocket, WebSocketDisconnec
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from redis.exceptions import BusyLoadingError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actors.ray_shard import ShardUnavailable
 from cluster.store import StoreUnavailable
@@ -101,22 +104,79 @@ def unavailable(detail: str, retry_after: int = 1) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
 
 
-async def _body_too_large(request: Request, limit: int) -> bool:
-    """Content-Length over the limit, or (without one) a streamed body that grows past it."""
-    length = request.headers.get("content-length")
+async def _limited_body(scope: Scope, receive: Receive, limit: int) -> tuple[bool, Receive]:
+    """Whether the body is over the limit (its Content-Length, or, without one, the streamed bytes), and the
+    ``receive`` the app must use (a read body is replayed to it)."""
+    length = Headers(scope=scope).get("content-length")
     if length is not None:
-        return length.isdigit() and int(length) > limit
-    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        return False
+        return length.isdigit() and int(length) > limit, receive
+    if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        return False, receive
+    messages: list[Message] = []
     size = 0
-    chunks = []
-    async for chunk in request.stream():
-        size += len(chunk)
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
         if size > limit:
-            return True
-        chunks.append(chunk)
-    request._body = b"".join(chunks)  # starlette replays a read body to the handler
-    return False
+            return True, receive
+        if not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return False, replay
+
+
+class KatoConventions:
+    """Trace and session headers, API keys, the body limit and request metrics, as plain ASGI middleware
+    (Starlette's ``BaseHTTPMiddleware`` runs every request in an extra task and stream)."""
+
+    def __init__(self, app: ASGIApp, current: Callable[[], ServiceHolder]) -> None:
+        self.app = app
+        self.current = current
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request = Request(scope)
+        path = request.url.path
+        trace_id = request.headers.get("x-trace-id") or uuid.uuid4().hex
+        extra = [(b"x-trace-id", trace_id.encode("latin-1"))]
+        match = SESSION_PATH.match(path)
+        if match and match.group("sid") not in NOT_A_SESSION:  # percent-encoded: a path may hold any bytes
+            extra.append((b"x-session-id", quote(match.group("sid"), safe="-_.~!$&'()*+,;=:@").encode("latin-1")))
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        holder = self.current()
+        response: Response | None = None
+        if holder.api_keys and path not in OPEN_PATHS:
+            try:
+                restrict_to(nodes_for_token(holder.api_keys, request.headers.get("authorization")))
+            except ApiError as error:
+                response = JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+        if response is None:
+            too_large, receive = await _limited_body(scope, receive, holder.max_body_bytes)
+            if too_large:
+                response = JSONResponse({"detail": f"request body exceeds {holder.max_body_bytes} bytes"},
+                                        status_code=413)
+        try:
+            await (response or self.app)(scope, receive, send_with_headers)
+        finally:
+            if holder.monitor is not None:
+                holder.monitor.record_request_soon(path, status, time.perf_counter() - start)
 
 
 def build_app(holder: ServiceHolder | None = None) -> FastAPI:
@@ -130,32 +190,7 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
         the results are JSON-ready, FastAPI's generic encoder would walk them again)."""
         return await run_in_threadpool(lambda: _as_response(fn(*args)))
 
-    @app.middleware("http")
-    async def kato_conventions(request: Request, call_next):
-        """Trace and session headers, API keys, the body limit, request metrics."""
-        start = time.perf_counter()
-        trace_id = request.headers.get("x-trace-id") or uuid.uuid4().hex
-        match = SESSION_PATH.match(request.url.path)
-        session_id = match.group("sid") if match and match.group("sid") not in NOT_A_SESSION else None
-        response = None
-        holder = current()
-        if holder.api_keys and request.url.path not in OPEN_PATHS:
-            try:
-                restrict_to(nodes_for_token(holder.api_keys, request.headers.get("authorization")))
-            except ApiError as error:
-                response = JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
-        if response is None and await _body_too_large(request, holder.max_body_bytes):
-            response = JSONResponse({"detail": f"request body exceeds {holder.max_body_bytes} bytes"},
-                                    status_code=413)
-        if response is None:
-            response = await call_next(request)
-        response.headers["X-Trace-ID"] = trace_id
-        if session_id is not None:  # percent-encoded: a path may carry bytes a header cannot
-            response.headers["X-Session-ID"] = quote(session_id, safe="-_.~!$&'()*+,;=:@")
-        if current().monitor is not None:
-            current().monitor.record_request_soon(request.url.path, response.status_code,
-                                                  time.perf_counter() - start)
-        return response
+    app.add_middleware(KatoConventions, current=current)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError):
