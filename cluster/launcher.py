@@ -54,6 +54,11 @@ def project_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
 def run_service(settings: Settings, on_ready=print) -> None:
     """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
     check_port_free(settings.host, settings.port)
@@ -72,6 +77,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     pid_path = Path(settings.data_dir) / PID_FILE
     pid_path.write_text(str(os.getpid()))
     stop = threading.Event()
+    _stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
     client, embedded, shard_handles = None, None, []
     try:
         client, embedded = open_redis(settings.redis, settings.data_dir)
@@ -79,6 +85,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
         ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=settings.namespace,
                  log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+        _stop_on_signals(stop)  # again: ray.init installs handlers of its own
         ranges = even_ranges(settings.shards)
         # Detached: Serve replicas run in another job and can only look up detached named actors.
         shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
@@ -86,10 +93,9 @@ def run_service(settings: Settings, on_ready=print) -> None:
                                            settings.namespace, detached=True)
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
-        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs handlers of its own
-            signal.signal(sig, lambda *_: stop.set())
-        on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
-                 f"({settings.shards} shards, data in {settings.data_dir})")
+        if not stop.is_set():
+            on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
+                     f"({settings.shards} shards, data in {settings.data_dir})")
         while not stop.wait(0.5):
             pass
     finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -84,6 +86,36 @@ def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis)
     assert k.observe(["after_death"])["status"] == "okay"
     assert time.monotonic() - start < 30
     assert k.stm() == [["after_death"]]
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is inside ``directory`` (the embedded Redis runs in data_dir/redis)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")).is_relative_to(directory):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_up_still_cleans_up(tmp_path):
+    """A stop that arrives while the service is starting waits for the start, then stops everything it
+    started (an early SIGTERM used to leave the embedded Redis running)."""
+    from tests.e2e.conftest import free_port
+
+    process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+                                "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _processes_in(tmp_path):  # the embedded Redis is up: ray.init has not run yet
+        assert time.monotonic() < deadline and process.poll() is None, "the embedded Redis never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=180) == 0
+    assert _processes_in(tmp_path) == []
+    assert not (tmp_path / "kato.pid").exists()
 
 
 def test_a_taken_port_is_one_clear_line_at_startup(tmp_path):
