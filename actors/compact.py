@@ -33,9 +33,6 @@ class CompactCandidates:
     extras: np.ndarray
     similarities: np.ndarray
 
-    def __len__(self) -> int:
-        return int(self.extras.shape[0])
-
     def block_counts(self) -> np.ndarray:
         return np.diff(self.block_starts)
 

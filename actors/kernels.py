@@ -3,8 +3,9 @@
 Patterns live as flat int32 token ids with offsets; events as flat sizes with offsets. For every candidate
 the kernels compute what KATO's extraction needs to decide the threshold and the pre-potential: similarity
 (token LCS), difflib-identical matching blocks, matches, flat past/present lengths, the flat diff extras,
-the event split with KATO's fix-up, and the pre-potential. The full per-candidate fields are then built by
-``actors.matching.extract`` for the few candidates that survive the local top-K.
+the event split with KATO's fix-up, and the pre-potential. Ranking reads most candidates from their posting
+entries alone (``posting_rank``); the local top then gets its blocks and extras (``candidate_blocks``), from
+which ``actors.compact`` assembles the full fields of the candidates the predictor keeps.
 """
 
 from __future__ import annotations

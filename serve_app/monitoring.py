@@ -19,8 +19,8 @@ series is milliseconds; ``kato_request_duration_seconds`` is seconds; ``error_ra
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
+import logging
 import shutil
 import threading
 import time
@@ -35,6 +35,7 @@ try:  # optional: /proc and shutil fallbacks below cover Linux without it
 except ImportError:  # pragma: no cover - depends on the environment
     psutil = None
 
+_log = logging.getLogger(__name__)
 PREFIX = "kato:metrics:"
 TOTALS_KEY = f"{PREFIX}totals"
 WRITE_COALESCE_SECONDS = 0.1  # other hosts see a request's metrics at most this much later
@@ -217,8 +218,10 @@ class Monitor:
             self._wake.wait()
             time.sleep(WRITE_COALESCE_SECONDS)  # gather the requests of the next moment into the same write
             self._wake.clear()
-            with contextlib.suppress(redis.RedisError):  # metrics never fail the service
+            try:
                 self.flush()
+            except Exception:  # metrics never fail the service, and this thread must outlive any error
+                _log.warning("request metrics were not written", exc_info=True)
 
     @staticmethod
     def _add_request(pipe: Any, path: str, status: int, seconds: float, at: float) -> None:
