@@ -60,6 +60,12 @@ def session_key(session_id: str) -> str:
     return f"{SESSION_PREFIX}{session_id}"
 
 
+def is_session_id(session_id: str) -> bool:
+    """Whether ``session_id`` could name a session: ids never contain ':' nor start with '_', so the other keys
+    under ``kato:session:`` (the active index, the node pointers) are never read, reported or deleted as one."""
+    return bool(session_id) and ":" not in session_id and not session_id.startswith("_")
+
+
 def predictions_key(session_id: str) -> str:
     return f"{PREDICTIONS_PREFIX}{session_id}"
 
@@ -135,6 +141,8 @@ class SessionStore:
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
         """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
         ``predictions`` is in the record only ``with_predictions``."""
+        if not is_session_id(session_id):
+            return None
         if with_predictions:
             raw, raw_predictions = self.client.mget([session_key(session_id), predictions_key(session_id)])
         else:
@@ -153,6 +161,8 @@ class SessionStore:
         return session
 
     def delete(self, session_id: str) -> bool:
+        if not is_session_id(session_id):
+            return False
         raw = self.client.get(session_key(session_id))
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(session_key(session_id))
@@ -166,6 +176,8 @@ class SessionStore:
 
     def exists(self, session_id: str) -> dict[str, bool]:
         """``{"exists", "expired"}`` as ``/sessions/{id}/exists`` reports it (see module doc); no touch."""
+        if not is_session_id(session_id):
+            return {"exists": False, "expired": False}
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(session_key(session_id))
         pipe.sismember(ACTIVE_INDEX, session_id)
@@ -174,6 +186,8 @@ class SessionStore:
 
     def extend(self, session_id: str, ttl_seconds: int) -> bool:
         """Set this session's expiry to now + ``ttl_seconds`` (its stored ``ttl_seconds`` is unchanged)."""
+        if not is_session_id(session_id):
+            return False
         raw = self.client.get(session_key(session_id))
         if raw is None:
             return False

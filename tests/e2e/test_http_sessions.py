@@ -118,6 +118,22 @@ def test_same_sequence_same_name_across_nodes(base_url):
     assert a.learn_sequence([["rep", "seq"]]) != a.learn_sequence([["rep", "seq", "rep", "seq"]])
 
 
+def test_other_keys_under_the_session_prefix_are_not_sessions(base_url):
+    """The active index and the node pointers live under ``kato:session:`` too; as session ids they are
+    unknown sessions (a DELETE used to remove the index, a GET of a node pointer gave a 500)."""
+    k = KatoClient(base_url)
+    k.observe(["keep"])
+    assert requests.get(f"{base_url}/sessions/count").json()["active_session_count"] >= 1
+    for sid in ("_active_index", f"node:{k.node_id}:active"):
+        assert requests.get(f"{base_url}/sessions/{sid}").status_code == 404, sid
+        assert requests.get(f"{base_url}/sessions/{sid}/stm").status_code == 404, sid
+        assert requests.post(f"{base_url}/sessions/{sid}/extend", params={"ttl_seconds": 60}).status_code == 404
+        assert requests.get(f"{base_url}/sessions/{sid}/exists").json()["exists"] is False, sid
+        assert requests.delete(f"{base_url}/sessions/{sid}").status_code == 404, sid
+    assert requests.get(f"{base_url}/sessions/count").json()["active_session_count"] >= 1  # the index is intact
+    assert k.stm() == [["keep"]]
+
+
 def test_unknown_session_is_404_with_detail_and_error(base_url):
     sid = "session-does-not-exist"
     for method, path in (("GET", "/stm"), ("POST", "/observe"), ("POST", "/clear-stm"), ("POST", "/learn"),
