@@ -61,6 +61,12 @@ def run(url: str, args: argparse.Namespace) -> None:
         counts.append(response.json()["count"])
     print(describe("predictions", predict_times) + f", mean {statistics.mean(counts):.0f} predictions each")
     print(describe("observe (observe-time predictions included)", observe_times))
+    floor = []
+    for _ in range(100):
+        t0 = time.perf_counter()
+        http.get(f"{url}/").raise_for_status()
+        floor.append(time.perf_counter() - t0)
+    print(describe("GET / (no work: the HTTP path's own cost)", floor))
 
 
 def main() -> None:
