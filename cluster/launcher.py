@@ -82,17 +82,20 @@ def run_service(settings: Settings, on_ready=print) -> None:
     try:
         client, embedded = open_redis(settings.redis, settings.data_dir)
         redis_url = settings.redis or embedded.url
-        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=settings.namespace,
-                 log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
-        _stop_on_signals(stop)  # again: ray.init installs handlers of its own
-        ranges = even_ranges(settings.shards)
-        # Detached: Serve replicas run in another job and can only look up detached named actors.
-        shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
-                                           [settings.shard_store_dsn(r.shard_id) for r in ranges],
-                                           settings.namespace, detached=True)
-        serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
+        try:
+            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=settings.namespace,
+                     log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+            _stop_on_signals(stop)  # again: ray.init installs handlers of its own
+            ranges = even_ranges(settings.shards)
+            # Detached: Serve replicas run in another job and can only look up detached named actors.
+            shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
+                                               [settings.shard_store_dsn(r.shard_id) for r in ranges],
+                                               settings.namespace, detached=True)
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
+        except SystemExit:  # Ray's handler met a stop while Ray started: clean up as after ours
+            stop.set()
         if not stop.is_set():
             on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
                      f"({settings.shards} shards, data in {settings.data_dir})")
