@@ -212,7 +212,7 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
         k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
         if use_fuzzy:
             m = 0
-            first = -1
+            first = -1  # the first matched state token; unknown tokens have negative ids and never fix up
             for s in range(ls):
                 hit = False
                 for t in range(lp):
@@ -220,7 +220,7 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
                         hit = True
                         break
                 if hit:
-                    if first < 0:
+                    if m == 0:
                         first = state[s]
                     m += 1
         else:

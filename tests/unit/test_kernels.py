@@ -118,3 +118,35 @@ def test_materialized_candidates_equal_the_reference_extraction(patterns, stm, c
     expected = [m for name in asked if name in names
                 if (m := extract(name, patterns[names.index(name)], stm, 0.0 if single else cutoff, token_mode))]
     assert got == expected
+
+
+fuzzy_events = st.lists(st.lists(st.sampled_from(["ab", "abc", "abd", "b", "c", "bcd", "x"]), min_size=1, max_size=3),
+                        min_size=1, max_size=5)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(fuzzy_events, min_size=1, max_size=6),
+       st.lists(st.lists(st.sampled_from(["ab", "abc", "b", "bc", "zz", "abx"]), min_size=1, max_size=3), min_size=1,
+                max_size=4),
+       st.sampled_from([0.5, 0.6, 0.85]))
+def test_fuzzy_fields_kernel_equals_reference_extraction(patterns, stm, threshold):
+    """Fuzzy tokens, including state tokens the shard has never seen (negative ids) matching fuzzily first."""
+    from actors.kernels import candidate_fields
+    from actors.matching import extract
+    from actors.shard import Shard
+
+    shard = Shard()
+    names = [f"p{i}" for i in range(len(patterns))]
+    shard.add("kb", names, patterns)
+    index = shard.kb("kb")
+    state = [s for e in stm for s in e]
+    candidates = np.array([index.local_ids[n] for n in dict.fromkeys(names)], dtype=np.int64)
+    k, m, _np, ev, conf, snr, pre = candidate_fields(
+        index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
+        candidates, shard.vocabulary.lookup_state(state), shard._fuzzy_hits(state, threshold), True)
+    for position, local in enumerate(candidates.tolist()):
+        expected = extract(index.names[local], index.events_of(local), stm, 0.0, True, threshold)
+        assert (k[position], m[position]) == (expected.number_of_blocks, len(expected.matches))
+        assert (ev[position], conf[position], snr[position]) == (expected.evidence, expected.confidence,
+                                                                  expected.snr)
+        assert pre[position] == expected.pre_potential
