@@ -118,14 +118,7 @@ class KBIndex:
         return [symbols[t] for t in self.tokens.view()[offsets[local]:offsets[local + 1]].tolist()]
 
     def events_of(self, local: int) -> list[list[str]]:
-        flat = self.symbols_of(local)
-        e_off = self.event_offsets.view()
-        sizes = self.event_sizes.view()[e_off[local]:e_off[local + 1]].tolist()
-        events, pos = [], 0
-        for size in sizes:
-            events.append(flat[pos:pos + size])
-            pos += size
-        return events
+        return self.events_many(np.array([local], dtype=np.int64))[0]
 
     def events_many(self, locals_: np.ndarray) -> list[list[list[str]]]:
         """``events_of`` for many patterns with one gather of their token ids."""
@@ -157,7 +150,7 @@ class KBIndex:
 
     def containing_any(self, token_ids: np.ndarray) -> np.ndarray:
         """Local ids of the patterns sharing at least one of these (known) tokens."""
-        lists = [self.postings[t].view()["pattern"] for t in np.unique(token_ids).tolist() if t in self.postings]
+        lists = [entries["pattern"] for entries in self._posting_views(token_ids)]
         if not lists:
             return np.empty(0, dtype=np.int64)
         if len(lists) == 1:
@@ -169,8 +162,12 @@ class KBIndex:
 
     def postings_of(self, token_ids: np.ndarray) -> np.ndarray:
         """The posting entries of these distinct (known) tokens, concatenated."""
-        lists = [self.postings[t].view() for t in np.unique(token_ids).tolist() if t in self.postings]
+        lists = self._posting_views(token_ids)
         return np.concatenate(lists) if lists else np.empty(0, POSTING)
+
+    def _posting_views(self, token_ids: np.ndarray) -> list[np.ndarray]:
+        """The posting entries of each distinct token that has any."""
+        return [self.postings[t].view() for t in np.unique(token_ids).tolist() if t in self.postings]
 
     def starting_with(self, token_id: int) -> np.ndarray:
         found = self.first_token.get(token_id)
@@ -186,10 +183,8 @@ class KBIndex:
     def shared_token_counts(self, token_ids: np.ndarray) -> np.ndarray:
         """For every pattern, how many of these distinct (known) tokens it contains."""
         counts = np.zeros(len(self.names), dtype=np.int64)
-        for t in np.unique(token_ids).tolist():
-            posting = self.postings.get(t)
-            if posting is not None:
-                counts[posting.view()["pattern"]] += 1
+        for entries in self._posting_views(token_ids):
+            counts[entries["pattern"]] += 1
         return counts
 
     def all_ids(self) -> np.ndarray:

@@ -128,8 +128,7 @@ def token_similarities(tokens, offsets, candidates, state):
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
-        total = pat.shape[0] + ls
-        out[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        out[c] = _token_similarity(pat, state, prev, cur)
     return out
 
 
@@ -167,6 +166,42 @@ def _metrics(m, lp, present_count, extras, k):
     frag = float(k - 1)
     f = 0.0 if frag == -1.0 else 1.0 / (frag + 1.0)
     return ev, conf, snr, (ev + conf) * snr + f
+
+
+@njit(cache=True, nogil=True)
+def _token_similarity(pat, state, prev, cur):
+    """2·LCS/(|P|+|S|), with the caller's LCS rows."""
+    total = pat.shape[0] + state.shape[0]
+    return (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _flat_span(blocks, k, lp):
+    """Flat (past length, present length): first block to the end of the last; no blocks: all present."""
+    if k >= 1:
+        return blocks[0, 0], blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
+    return 0, lp
+
+
+@njit(cache=True, nogil=True)
+def _block_matches(state, blocks, k):
+    """Matched symbols m and the first matched state token (-1 without blocks), exact tokens."""
+    m = 0
+    for b in range(k):
+        m += blocks[b, 2]
+    return m, (state[blocks[0, 1]] if k > 0 else -1)
+
+
+@njit(cache=True, nogil=True)
+def _single_hit_similarity(lp, ls):
+    """Similarity of a pattern with one state-token position (LCS 1)."""
+    return 2.0 * 1 / (lp + ls)
+
+
+@njit(cache=True, nogil=True)
+def _single_hit_pre(lp, ls, present_count):
+    """Pre-potential of a pattern with one state-token position: one block of 1, the other tokens extras."""
+    return _metrics(1, lp, present_count, ls - 1, 1)[3]
 
 
 @njit(cache=True, nogil=True)
@@ -224,16 +259,8 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
                         first = state[s]
                     m += 1
         else:
-            m = 0
-            for b in range(k):
-                m += blocks[b, 2]
-            first = state[blocks[0, 1]] if k > 0 else -1
-        if k >= 1:
-            past_len = blocks[0, 0]
-            present_len = blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
-        else:
-            past_len = 0
-            present_len = lp
+            m, first = _block_matches(state, blocks, k)
+        past_len, present_len = _flat_span(blocks, k, lp)
         extras = ls - m if use_fuzzy else _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks,
                                                          prev, cur, stack, found)
         present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, past_len, present_len, first)
@@ -266,7 +293,6 @@ def token_rank(tokens, offsets, ev_sizes, ev_offsets, candidates, state, first_i
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         lp = pat.shape[0]
-        total = lp + ls
         hits = 0
         hit_at = -1
         for i in range(lp):
@@ -275,31 +301,22 @@ def token_rank(tokens, offsets, ev_sizes, ev_offsets, candidates, state, first_i
                 if hit_at < 0:
                     hit_at = i
         if hits == 1:
-            sim = 2.0 * 1 / total
-            if sim < cutoff:
-                continue
-            first = state[first_in_state[pat[hit_at]]]
-            present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, hit_at, 1, first)
-            kept[c] = True
-            sims[c] = sim
-            pre[c] = _metrics(1, lp, present_count, ls - 1, 1)[3]
+            sim = _single_hit_similarity(lp, ls)
+            if sim >= cutoff:
+                first = state[first_in_state[pat[hit_at]]]
+                kept[c] = True
+                sims[c] = sim
+                pre[c] = _single_hit_pre(lp, ls, _present_count(tokens, offsets, ev_sizes, ev_offsets, p, hit_at,
+                                                                1, first))
             continue
-        sim = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        sim = _token_similarity(pat, state, prev, cur)
         if sim < cutoff:
             continue
         k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
         if k == 0 and cutoff > 0.0:
             continue
-        m = 0
-        for b in range(k):
-            m += blocks[b, 2]
-        first = state[blocks[0, 1]] if k > 0 else -1
-        if k >= 1:
-            past_len = blocks[0, 0]
-            present_len = blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
-        else:
-            past_len = 0
-            present_len = lp
+        m, first = _block_matches(state, blocks, k)
+        past_len, present_len = _flat_span(blocks, k, lp)
         extras = _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks, prev, cur, stack, found)
         present_count = _present_count(tokens, offsets, ev_sizes, ev_offsets, p, past_len, present_len, first)
         kept[c] = True
@@ -331,11 +348,11 @@ def posting_rank(patterns, counts, event_sizes, lengths, n_patterns, ls, cutoff)
         p = patterns[e]
         h = hits[p]
         if h == 1:
-            sim = 2.0 * 1 / (lengths[e] + ls)
+            sim = _single_hit_similarity(lengths[e], ls)
             if sim >= cutoff:
                 ids[n_single] = p
                 sims[n_single] = sim
-                pre[n_single] = _metrics(1, lengths[e], event_sizes[e], ls - 1, 1)[3]
+                pre[n_single] = _single_hit_pre(lengths[e], ls, event_sizes[e])
                 n_single += 1
         elif h > 1:
             general[n_general] = p
@@ -364,15 +381,9 @@ def candidate_blocks(tokens, offsets, candidates, state):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         lp = pat.shape[0]
-        total = lp + ls
-        sims[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        sims[c] = _token_similarity(pat, state, prev, cur)
         k = _blocks_into(pat, state, blocks, prev, cur, stack, found)
-        if k >= 1:
-            past_len = blocks[0, 0]
-            present_len = blocks[k - 1, 0] + blocks[k - 1, 2] - blocks[0, 0]
-        else:
-            past_len = 0
-            present_len = lp
+        past_len, present_len = _flat_span(blocks, k, lp)
         extras[c] = _block_extras(pat, state, blocks, k, past_len, present_len, sub_blocks, prev, cur, stack,
                                   found)
         at = starts[c]

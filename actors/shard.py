@@ -152,13 +152,14 @@ class Shard:
         single = len(state) == 1
         cutoff = 0.0 if single else options.recall_threshold
         fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
+        exact = self._exact_tokens(options, len(state))
         if single:
             candidates = index.starting_with(int(state_ids[0])) if state_ids[0] >= 0 else np.empty(0, np.int64)
         elif options.filter_pipeline:
             candidates = pipeline_candidates(index, self.vocabulary_rows, state, state_ids, options)
         elif cutoff <= 0.0:
             candidates = index.all_ids()
-        elif self._exact_tokens(options, len(state)):
+        elif exact:
             candidates, sims, pre = self._posting_fields(index, state_ids, cutoff)
             return self._ranking(index, candidates, sims, pre, options)
         else:
@@ -170,7 +171,7 @@ class Shard:
             candidates = self._length_bound(index, candidates, len(state), cutoff, options.use_token_matching)
         if candidates.shape[0] == 0:
             return LocalRanking()
-        if self._exact_tokens(options, len(state)):
+        if exact:
             candidates, sims, pre = self._token_fields(index, candidates, state_ids, cutoff)
         else:
             candidates, sims, pre = self._general_fields(index, candidates, state, state_ids, options, cutoff, fuzzy)
