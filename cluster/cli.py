@@ -20,12 +20,15 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
                                                              "[env KATO_DATA_DIR; default ./data]."),
        store: str = typer.Option(None, help="ClickHouse DSN (http://host:8123); default: embedded chdb."),
        redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
+       ingress: str = typer.Option(None, help="How HTTP reaches the replicas: haproxy (Serve's HAProxy) or proxy "
+                                              "(Serve's proxy actor) [env KATO_INGRESS; default haproxy]."),
        detach: bool = typer.Option(False, help="Run in the background; return once /health answers.")) -> None:
     """Start the engines, a local Ray cluster, the shards and the HTTP API. Ctrl-C stops everything."""
     from cluster.launcher import LauncherError, run_service, start_detached
     from cluster.settings import Settings
 
-    settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis)
+    settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis,
+                                 ingress=ingress)
     try:
         if detach:
             process = start_detached(settings)

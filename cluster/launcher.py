@@ -9,16 +9,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import requests
 
+from cluster.ingress import check_ingress_mode, ingress_environment
 from cluster.settings import Settings
 
 PID_FILE = "kato.pid"
@@ -59,8 +62,27 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+def start_ray(namespace: str, stop: threading.Event) -> None:
+    """``ray.init`` with our stop handlers kept. Ray replaces the Python SIGTERM handler with one raising
+    ``SystemExit`` wherever the main thread is (one landing in Ray's native callbacks was swallowed there: the
+    stop was lost and the service ran on), so it may not while it starts; and its core worker installs a
+    native handler that ends the process without clean-up, so ours go back on afterwards."""
+    import ray
+    import ray._private.utils as ray_utils
+
+    replace = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda _handler: None
+    try:
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=namespace,
+                 log_to_driver=False, configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+    finally:
+        ray_utils.set_sigterm_handler = replace
+    _stop_on_signals(stop)
+
+
 def run_service(settings: Settings, on_ready=print) -> None:
     """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
+    check_ingress(settings)
     check_port_free(settings.host, settings.port)
     check_engines(settings)
     import ray
@@ -79,14 +101,13 @@ def run_service(settings: Settings, on_ready=print) -> None:
     stop = threading.Event()
     _stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
     client, embedded, shard_handles = None, None, []
+    ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
     try:
         client, embedded = open_redis(settings.redis, settings.data_dir)
         redis_url = settings.redis or embedded.url
+        os.environ.update(ingress_environment(settings.ingress, ingress_dir))  # inherited by Ray's processes
         try:
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=settings.namespace,
-                     log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
-            _stop_on_signals(stop)  # again: ray.init installs handlers of its own
+            start_ray(settings.namespace, stop)
             ranges = even_ranges(settings.shards)
             # Detached: Serve replicas run in another job and can only look up detached named actors.
             shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
@@ -94,7 +115,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
                                                settings.namespace, detached=True)
             serve.start(http_options={"host": settings.host, "port": settings.port})
             serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
-        except SystemExit:  # Ray's handler met a stop while Ray started: clean up as after ours
+        except SystemExit:  # a stop Ray turned into an exit while it started: clean up as after ours
             stop.set()
         if not stop.is_set():
             on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
@@ -113,8 +134,16 @@ def run_service(settings: Settings, on_ready=print) -> None:
             client.close()
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(ingress_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
+
+
+def check_ingress(settings: Settings) -> None:
+    try:
+        check_ingress_mode(settings.ingress)
+    except ValueError as error:
+        raise LauncherError(str(error)) from error
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -165,12 +194,13 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = No
 
 def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Popen:
     """Start ``kato-cluster up`` in the background, return once it answers ``/health``."""
+    check_ingress(settings)
     os.makedirs(settings.data_dir, exist_ok=True)
     if (pid := running_pid(settings.data_dir)) is not None:
         raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}")
     check_port_free(settings.host, settings.port)
     args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", settings.data_dir, "--port", str(settings.port),
-            "--host", settings.host, "--shards", str(settings.shards)]
+            "--host", settings.host, "--shards", str(settings.shards), "--ingress", settings.ingress]
     if settings.store:
         args += ["--store", settings.store]
     if settings.redis:

@@ -18,6 +18,7 @@ class Settings:
     shards: int = 2
     host: str = "127.0.0.1"
     port: int = 8000
+    ingress: str = "haproxy"  # "haproxy": Serve's HAProxy in front of the replicas; "proxy": Serve's proxy actor
     service_name: str = "kato"
     session_ttl: int = 3600
     min_replicas: int = 1

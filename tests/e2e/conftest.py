@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -13,6 +16,17 @@ import uvicorn
 from cluster.settings import Settings
 from serve_app.http_app import ServiceHolder, build_app
 from serve_app.runtime import attach_observability, start_local
+
+
+def processes_in(directory: str | os.PathLike) -> list[int]:
+    """Processes whose working directory is inside ``directory`` (the embedded Redis runs in data_dir/redis)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")).is_relative_to(directory):
+                    found.append(int(entry.name))
+    return found
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import requests
 
 from cluster.launcher import running_pid, start_detached, stop_detached
 from cluster.settings import Settings
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, processes_in
 from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact
 from tests.e2e.test_http_predictions import replay
 
@@ -49,6 +50,48 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
     assert out.returncode == 0, out.stderr
     assert "shard-0 [buckets 0-32767]" in out.stdout and "shard-1 [buckets 32768-65535]" in out.stdout
     assert "redis: ok" in out.stdout and "shards: ok" in out.stdout
+
+
+def _listener_name(port: int) -> str:
+    """The name of the process listening on 127.0.0.1:``port`` (from /proc: socket inode -> owner)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            fd_dir = f"/proc/{pid}/fd"
+            if any(os.readlink(f"{fd_dir}/{fd}") in {f"socket:[{i}]" for i in inodes} for fd in os.listdir(fd_dir)):
+                with open(f"/proc/{pid}/comm") as comm:
+                    return comm.read().strip()
+    return ""
+
+
+def test_haproxy_serves_the_port_by_default(ray_service):
+    """The default ingress: Serve's HAProxy in front of replicas that serve HTTP themselves."""
+    url, settings, _ = ray_service
+    assert settings.ingress == "haproxy"
+    assert _listener_name(settings.port) == "haproxy"
+    assert requests.get(f"{url}/").json()["service"] == "KATO API"
+
+
+def test_the_classic_proxy_ingress_still_serves(tmp_path):
+    settings = Settings.from_env({}, data_dir=str(tmp_path), port=free_port(), shards=1, ingress="proxy")
+    process = start_detached(settings, timeout=240)
+    try:
+        assert _listener_name(settings.port).startswith("ray::ProxyActor"[:15])
+        client = KatoClient(f"http://127.0.0.1:{settings.port}")
+        client.learn_sequence([["via"], ["the"], ["proxy"]])
+        client.observe(["via"])
+        client.observe(["the"])
+        assert [p["future"] for p in client.predictions()] == [[["proxy"]]]
+    finally:
+        stop_detached(settings.data_dir)
+        process.wait(timeout=60)
+    assert processes_in(settings.data_dir) == []
 
 
 def test_ten_concurrent_observes_with_two_replicas(ray_service):
@@ -117,6 +160,7 @@ def test_learned_patterns_survive_a_restart(ray_service, tmp_path):
     stop_detached(settings.data_dir)
     process.wait(timeout=30)
     assert running_pid(settings.data_dir) is None
+    assert processes_in(settings.data_dir) == []  # the embedded Redis too: Ray's native SIGTERM handler skipped it
     restarted = start_detached(settings, timeout=240)
     try:
         again = KatoClient(url, node_id=client.node_id)

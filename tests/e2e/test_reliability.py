@@ -88,17 +88,6 @@ def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis)
     assert k.stm() == [["after_death"]]
 
 
-def _processes_in(directory: Path) -> list[int]:
-    """Processes whose working directory is inside ``directory`` (the embedded Redis runs in data_dir/redis)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(os.readlink(entry / "cwd")).is_relative_to(directory):
-                    found.append(int(entry.name))
-    return found
-
-
 def _ray_started_under(pid: int) -> bool:
     """Whether the process ``pid`` has started a raylet (Ray's start-up is under way)."""
     for entry in Path("/proc").iterdir():
@@ -115,12 +104,12 @@ def _ray_started_under(pid: int) -> bool:
 def test_sigterm_during_start_up_still_cleans_up(tmp_path, moment):
     """A stop that arrives while the service starts ends it with exit code 0 and nothing left running (an early
     SIGTERM used to leave the embedded Redis behind; one during ray.init met Ray's own handler)."""
-    from tests.e2e.conftest import free_port
+    from tests.e2e.conftest import free_port, processes_in
 
     process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
                                 "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True)
-    reached = (lambda: _processes_in(tmp_path)) if moment == "engines started" else \
+    reached = (lambda: processes_in(tmp_path)) if moment == "engines started" else \
         (lambda: _ray_started_under(process.pid))
     deadline = time.monotonic() + 120
     while not reached():
@@ -128,7 +117,7 @@ def test_sigterm_during_start_up_still_cleans_up(tmp_path, moment):
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=180) == 0
-    assert _processes_in(tmp_path) == []
+    assert processes_in(tmp_path) == []
     assert not (tmp_path / "kato.pid").exists()
 
 
@@ -167,3 +156,13 @@ def test_clickhouse_connection_failures_become_store_unavailable():
 
     with pytest.raises(StoreUnavailable, match="is unreachable"):
         HttpStore.from_dsn(f"http://127.0.0.1:{free_port()}")
+
+
+def test_an_unknown_ingress_is_one_clear_line_at_startup(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+                             "--ingress", "nginx"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.strip()] == \
+        ["error: ingress must be one of haproxy, proxy; got 'nginx'"]
+    assert not (tmp_path / "kato.pid").exists()

@@ -1,0 +1,26 @@
+"""The environment that selects how HTTP reaches the ingress replicas (``cluster.ingress``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.ingress import ingress_environment
+
+
+def test_haproxy_mode_keeps_every_file_and_port_of_its_own():
+    env = ingress_environment("haproxy", "/tmp/kato-ingress-x")
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
+    assert len(paths) == 5 and all(p.startswith("/tmp/kato-ingress-x") for p in paths)
+    ports = [int(v) for k, v in env.items() if k.endswith("_PORT")]
+    assert len(ports) == 4 and len(set(ports)) == 4 and all(1024 <= p <= 65535 for p in ports)
+    assert int(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) >= 1
+
+
+def test_proxy_mode_turns_haproxy_off():
+    assert ingress_environment("proxy", "/unused") == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+
+
+def test_an_unknown_mode_says_which_are_known():
+    with pytest.raises(ValueError, match="ingress must be one of haproxy, proxy; got 'nginx'"):
+        ingress_environment("nginx", "/unused")
