@@ -7,6 +7,10 @@
 - ``kato:session_predictions:{id}``: the session's observe-time predictions (shown by cognition-data), same
   TTL. KATO keeps them inside the session JSON; apart, the operations that do not touch them (every one but
   observe, learn, clear-stm and cognition-data) neither parse nor rewrite them.
+- ``kato:session_pending_predictions:{id}``: an observe's predictions not computed yet (what to compute them
+  from: kb_id, STM, config, the observe's unique_id), same TTL; replaced by the predictions once settled
+  (``serve_app.pending_predictions``). ``kato:kb_pending_predictions:{kb_id}``: SET of the session ids that
+  may hold one for that KB, so a change to the KB settles them first.
 
 Expired vs gone: Redis drops an expired key, so a record that is "expired but not yet reaped" cannot be
 seen. ``exists`` reports ``expired=True`` for an id still in the active index whose key has expired
@@ -30,6 +34,8 @@ import redis
 
 SESSION_PREFIX = "kato:session:"
 PREDICTIONS_PREFIX = "kato:session_predictions:"
+PENDING_PREFIX = "kato:session_pending_predictions:"
+KB_PENDING_PREFIX = "kato:kb_pending_predictions:"
 ACTIVE_INDEX = "kato:session:_active_index"
 LOCK_PREFIX = "kato:lock:session:"
 DEFAULT_TTL_SECONDS = 3600
@@ -43,6 +49,30 @@ return 0
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Store the settled predictions only if the pending record is still the one they were computed from (a later
+# observe or a clear-stm may have replaced it meanwhile).
+_SETTLE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl > 0 then
+    redis.call('set', KEYS[2], ARGV[2], 'PX', ttl)
+else
+    redis.call('set', KEYS[2], ARGV[2])
+end
+redis.call('del', KEYS[1])
+redis.call('srem', KEYS[3], ARGV[3])
+return 1
+"""
+# Forget a session in a KB's pending set only while it has nothing pending (an observe may add one at any time).
+_FORGET_SETTLED = """
+if redis.call('exists', KEYS[1]) == 0 then
+    return redis.call('srem', KEYS[2], ARGV[1])
 end
 return 0
 """
@@ -70,8 +100,19 @@ def predictions_key(session_id: str) -> str:
     return f"{PREDICTIONS_PREFIX}{session_id}"
 
 
+def pending_key(session_id: str) -> str:
+    return f"{PENDING_PREFIX}{session_id}"
+
+
+def kb_pending_key(kb_id: str) -> str:
+    return f"{KB_PENDING_PREFIX}{kb_id}"
+
+
 def node_active_key(node_id: str) -> str:
     return f"{SESSION_PREFIX}node:{node_id}:active"
+
+
+_APART = ("predictions", "pending_predictions")  # stored beside the session JSON, not in it
 
 
 def _now() -> datetime:
@@ -88,6 +129,8 @@ class SessionStore:
         self.default_ttl = default_ttl
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
+        self._settle = client.register_script(_SETTLE)
+        self._forget_settled = client.register_script(_FORGET_SETTLED)
 
     # -------------------------------------------------------------- lifecycle
     def create(self, node_id: str, ttl_seconds: int | None = None, session_id: str | None = None,
@@ -120,20 +163,28 @@ class SessionStore:
         return session
 
     def save(self, session: dict[str, Any]) -> None:
-        """Store the record and reset its expiry to now + its own ``ttl_seconds``. Its ``predictions`` are
-        written only when present and not None; otherwise the stored ones are kept."""
+        """Store the record and reset its expiry to now + its own ``ttl_seconds``. A ``pending_predictions``
+        record replaces the stored predictions; else ``predictions`` are written when present and not None;
+        otherwise the stored ones (or the pending record) are kept."""
         ttl = int(session.get("ttl_seconds") or self.default_ttl)
         now = _now()
         session["last_accessed"] = now.isoformat()
         session["expires_at"] = (now + timedelta(seconds=ttl)).isoformat()
         sid = session["session_id"]
         predictions = session.get("predictions")
+        pending = session.get("pending_predictions")
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k != "predictions"}), ex=ttl)
-        if predictions is not None:
+        pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k not in _APART}), ex=ttl)
+        if pending is not None:
+            pipe.set(pending_key(sid), json.dumps(pending), ex=ttl)
+            pipe.delete(predictions_key(sid))
+            pipe.sadd(kb_pending_key(pending["kb_id"]), sid)
+        elif predictions is not None:
             pipe.set(predictions_key(sid), orjson.dumps(predictions), ex=ttl)  # floats, names, symbols only
+            pipe.delete(pending_key(sid))
         else:
             pipe.expire(predictions_key(sid), ttl)
+            pipe.expire(pending_key(sid), ttl)
         pipe.sadd(ACTIVE_INDEX, sid)
         pipe.set(node_active_key(session["node_id"]), sid, ex=ttl)
         pipe.execute()
@@ -157,6 +208,7 @@ class SessionStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.expire(session_key(session_id), ttl)
             pipe.expire(predictions_key(session_id), ttl)
+            pipe.expire(pending_key(session_id), ttl)
             pipe.execute()
         return session
 
@@ -168,6 +220,7 @@ class SessionStore:
         pipe.delete(session_key(session_id))
         pipe.srem(ACTIVE_INDEX, session_id)
         pipe.delete(predictions_key(session_id))
+        pipe.delete(pending_key(session_id))
         deleted = bool(pipe.execute()[0])
         if raw is not None:  # drop the node pointer only if it still points at this session
             node_key = node_active_key(json.loads(_text(raw))["node_id"])
@@ -196,9 +249,28 @@ class SessionStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
         pipe.expire(predictions_key(session_id), int(ttl_seconds))
+        pipe.expire(pending_key(session_id), int(ttl_seconds))
         pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
         pipe.execute()
         return True
+
+    # ------------------------------------------------------ pending predictions
+    def pending(self, session_id: str) -> str | None:
+        """The session's pending-predictions record as stored (JSON text), or None."""
+        raw = self.client.get(pending_key(session_id)) if is_session_id(session_id) else None
+        return None if raw is None else _text(raw)
+
+    def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]]) -> bool:
+        """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile."""
+        kb_id = json.loads(pending)["kb_id"]
+        return bool(self._settle(keys=[pending_key(session_id), predictions_key(session_id), kb_pending_key(kb_id)],
+                                 args=[pending, orjson.dumps(predictions), session_id]))
+
+    def pending_sessions(self, kb_id: str) -> list[str]:
+        return sorted(_text(sid) for sid in self.client.smembers(kb_pending_key(kb_id)))
+
+    def forget_settled(self, kb_id: str, session_id: str) -> None:
+        self._forget_settled(keys=[pending_key(session_id), kb_pending_key(kb_id)], args=[session_id])
 
     def active_for_node(self, node_id: str) -> str | None:
         """The node's current session id if that session is still alive."""

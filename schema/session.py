@@ -37,6 +37,8 @@ class SessionState:
     time: int = 0
     percept_data: dict[str, Any] = field(default_factory=dict)
     predictions: list[dict[str, Any]] | None = None  # None: not loaded (kept as stored when saved)
+    # An observe's predictions still to compute (kb_id, STM, config, unique_id); stored beside the session
+    pending_predictions: dict[str, Any] | None = None
     session_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     access_count: int = 0
@@ -59,3 +61,4 @@ class SessionState:
         self.time = 0
         self.percept_data = {}
         self.predictions = []
+        self.pending_predictions = None

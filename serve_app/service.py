@@ -28,6 +28,7 @@ from serve_app import session_logic
 from serve_app.access import ALL_NODES, Forbidden, PayloadLimits, allowed_nodes, authorize_node
 from serve_app.errors import BadRequest, ServiceUnavailable, SessionNotFound, Unprocessable
 from serve_app.learning import LearnedPattern, make_pattern
+from serve_app.pending_predictions import PendingPredictions, SettleWorker, SettlingBackend
 from serve_app.reference_engine import QueryOptions
 
 MAX_TTL_SECONDS = 365 * 24 * 3600
@@ -63,7 +64,9 @@ class KatoService:
     def __init__(self, sessions: SessionStore, backend: Backend, defaults: ServerDefaults | None = None,
                  service_name: str = "kato", publish: EventSink | None = None, limits: PayloadLimits | None = None):
         self.sessions = sessions
-        self.backend = backend
+        self.pending = PendingPredictions(sessions, backend)
+        self.backend = SettlingBackend(backend, self.pending)
+        self.settler = SettleWorker(self.pending)
         self.defaults = defaults or ServerDefaults()
         self.service_name = service_name
         self.publish = publish or (lambda _type, _data: None)
@@ -169,16 +172,23 @@ class KatoService:
 
     # -------------------------------------------------------- observations
     def observe(self, session_id: str, observation: ObservationData) -> dict[str, Any]:
+        """Observe-time predictions are left pending (``serve_app.pending_predictions``)."""
         with self._locked(session_id) as state:
             self.limits.check_observation(observation)
-            return session_logic.observe(state, observation, self._config(state), self.backend,
-                                         self.kb_id(state.node_id))
+            result = session_logic.observe(state, observation, self._config(state), self.backend,
+                                           self.kb_id(state.node_id), defer_predictions=True)
+        if state.pending_predictions is not None:
+            self.settler.schedule(session_id, state.pending_predictions["unique_id"])
+        return result
 
     def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
         with self._locked(session_id) as state:
             self.limits.check_sequence(list(request.observations))
-            return session_logic.observe_sequence(state, request, self._config(state), self.backend,
-                                                  self.kb_id(state.node_id))
+            result = session_logic.observe_sequence(state, request, self._config(state), self.backend,
+                                                    self.kb_id(state.node_id), defer_predictions=True)
+        if state.pending_predictions is not None:
+            self.settler.schedule(session_id, state.pending_predictions["unique_id"])
+        return result
 
     def stm(self, session_id: str) -> dict[str, Any]:
         state = self._load(session_id)
@@ -228,6 +238,8 @@ class KatoService:
 
     def cognition_data(self, session_id: str) -> dict[str, Any]:
         state = self._load(session_id, with_predictions=True)
+        if self.pending.settle(session_id):
+            state = self._load(session_id, with_predictions=True)
         return {"cognition_data": {
             "predictions": state.predictions,
             "emotives": state.emotives_accumulator[-1] if state.emotives_accumulator else {},

@@ -50,8 +50,18 @@ def learn(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBack
     return _learn_stm(state, config, backend, kb_id) or ""
 
 
+def settle_own_predictions(state: SessionState, backend: KnowledgeBackend) -> None:
+    """Compute the session's pending observe-time predictions now (before anything changes the KB)."""
+    pending = state.pending_predictions
+    if pending is not None:
+        state.predictions, _ = backend.predict(pending["kb_id"], pending["stm"],
+                                               QueryOptions.from_config(pending["config"]))
+        state.pending_predictions = None
+
+
 def _learn_stm(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str
                ) -> str | None:
+    settle_own_predictions(state, backend)  # KATO computed them at observe time, before this learn
     pattern = make_pattern(state.stm, state.emotives_accumulator, state.metadata_accumulator)
     state.stm = []
     state.emotives_accumulator = []
@@ -79,8 +89,12 @@ def _auto_learn(state: SessionState, config: Mapping[str, Any], backend: Knowled
 
 
 def observe(state: SessionState, observation: ObservationData, config: Mapping[str, Any],
-            backend: KnowledgeBackend, kb_id: str, unique_id: str | None = None) -> dict[str, Any]:
-    """One observation: build the event, append it, predict, then the auto-learn check."""
+            backend: KnowledgeBackend, kb_id: str, unique_id: str | None = None,
+            defer_predictions: bool = False) -> dict[str, Any]:
+    """One observation: build the event, append it, predict, then the auto-learn check.
+
+    ``defer_predictions`` records what to predict from (``state.pending_predictions``) instead of predicting:
+    the caller computes them later, before the KB changes (``serve_app.pending_predictions``)."""
     unique_id = unique_id or f"obs-{uuid.uuid4().hex}"
     state.time += 1
     if observation.emotives:
@@ -106,9 +120,14 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
     }
     auto_learned = None
     state.predictions = []
+    state.pending_predictions = None
     if event:
         state.stm = cap_stm([*state.stm, event], state.max_stm_size)
-        if config.get("process_predictions", True):
+        if config.get("process_predictions", True) and defer_predictions:
+            state.predictions = None
+            state.pending_predictions = {"unique_id": unique_id, "kb_id": kb_id, "stm": state.stm,
+                                         "config": dict(config)}
+        elif config.get("process_predictions", True):
             state.predictions, _ = backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
         auto_learned = _auto_learn(state, config, backend, kb_id)
     return {
@@ -123,14 +142,15 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
 
 
 def observe_sequence(state: SessionState, request: ObservationSequenceRequest, config: Mapping[str, Any],
-                     backend: KnowledgeBackend, kb_id: str) -> dict[str, Any]:
+                     backend: KnowledgeBackend, kb_id: str, defer_predictions: bool = False) -> dict[str, Any]:
     initial = len(state.stm)
     results: list[dict[str, Any]] = []
     learned: list[str] = []
     for i, item in enumerate(request.observations):
         if request.clear_stm_between and i > 0:
             state.stm = []
-        result = observe(state, item, config, backend, kb_id, item.unique_id or f"seq-obs-{uuid.uuid4().hex}")
+        result = observe(state, item, config, backend, kb_id, item.unique_id or f"seq-obs-{uuid.uuid4().hex}",
+                         defer_predictions)
         if request.learn_after_each and state.stm:
             learned.append(_learn_stm(state, config, backend, kb_id) or "")
         if result["auto_learned_pattern"]:

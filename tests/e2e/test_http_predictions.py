@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import pytest
 import redis
@@ -152,3 +153,74 @@ def test_determinism_of_repeated_queries(base_url):
     k.observe(["b"])
     first = k.predictions()
     assert all(k.predictions() == first for _ in range(5))
+
+
+def cognition_predictions(client: KatoClient) -> list:
+    response = client.http.get(client.url("/cognition-data"))
+    response.raise_for_status()
+    return response.json()["cognition_data"]["predictions"]
+
+
+@pytest.mark.parametrize(("seed", "config"), [
+    (21, {}),
+    (22, {"recall_threshold": 0.0, "max_predictions": 3, "max_pattern_length": 3, "stm_mode": "ROLLING"}),
+    (23, {"max_pattern_length": 2}),
+])
+def test_observe_time_predictions_equal_the_reference_whatever_changes_the_kb_next(base_url, seed, config):
+    """Observe-time predictions are computed after the observe answers, yet cognition-data shows exactly the
+    reference's (computed inside the observe), though the other session of the node learns, bulk-learns
+    or clears the KB right after, and whether or not the background worker got to them first."""
+    rng = random.Random(seed)
+    first = KatoClient(base_url, config=config)
+    clients = [first, KatoClient(base_url, node_id=first.node_id, config=config)]
+    kato = ReferenceKato()
+    references = [kato.session(first.node_id, config) for _ in clients]
+    words = [f"w{i}" for i in range(6)]
+    compared = 0
+    for _ in range(100):
+        who = rng.randrange(2)
+        client, reference = clients[who], references[who]
+        action = rng.random()
+        if action < 0.5:
+            strings = rng.sample(words, rng.randint(1, 2))
+            assert client.observe(strings)["auto_learned_pattern"] == reference.observe(strings)["auto_learned_pattern"]
+        elif action < 0.6:
+            items = [{"strings": rng.sample(words, 1)} for _ in range(rng.randint(1, 3))]
+            flags = {"learn_after_each": rng.random() < 0.5}
+            got = client.observe_sequence(items, **flags)
+            assert got["auto_learned_patterns"] == reference.observe_sequence(observations=items, **flags)[
+                "auto_learned_patterns"]
+        elif action < 0.75:
+            assert client.learn() == (reference.learn() if reference.state.stm else "")
+        elif action < 0.8:
+            client.clear_stm()
+            reference.clear_stm()
+        elif action < 0.83:
+            client.clear_all()
+            reference.clear_all()
+        elif action < 0.88:
+            time.sleep(0.15)  # past the settle delay: the background worker computes them first
+        else:
+            got = cognition_predictions(client)
+            assert got == as_json(reference.state.predictions or [])
+            compared += bool(got)
+    for client, reference in zip(clients, references):
+        assert cognition_predictions(client) == as_json(reference.state.predictions or [])
+    assert compared >= 3
+
+
+def test_the_background_worker_settles_observe_time_predictions(base_url, embedded_redis):
+    from cluster.sessions_store import kb_pending_key, pending_key, predictions_key
+
+    k = KatoClient(base_url)
+    k.learn_sequence([["bg1"], ["bg2"], ["bg3"]])
+    k.observe(["bg1"])
+    k.observe(["bg2"])
+    r = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+    deadline = time.monotonic() + 10
+    while r.exists(pending_key(k.session_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.exists(pending_key(k.session_id)) == 0 and not r.sismember(kb_pending_key(kb_id_for(k.node_id)),
+                                                                         k.session_id)
+    stored = json.loads(r.get(predictions_key(k.session_id)))
+    assert [p["future"] for p in stored] == [[["bg3"]]] and stored == cognition_predictions(k)

@@ -14,7 +14,9 @@ from cluster.sessions_store import (
     SessionLockLost,
     SessionLockTimeout,
     SessionStore,
+    kb_pending_key,
     node_active_key,
+    pending_key,
     predictions_key,
     session_key,
 )
@@ -58,6 +60,43 @@ def test_predictions_are_kept_apart_and_loaded_on_request(redis_client):
     assert 115 <= redis_client.ttl(predictions_key(sid)) <= 120
     assert store.extend(sid, 900) and redis_client.ttl(predictions_key(sid)) > 800
     assert store.delete(sid) and redis_client.exists(predictions_key(sid)) == 0
+
+
+def _pending(unique_id: str) -> dict:
+    return {"unique_id": unique_id, "kb_id": "kb_p", "stm": [["a"]], "config": {}}
+
+
+def test_a_pending_record_replaces_the_predictions_until_settled(redis_client):
+    store = SessionStore(redis_client)
+    s = store.create("node-q", ttl_seconds=120)
+    sid = s["session_id"]
+    s["predictions"] = [{"name": "old"}]
+    store.save(s)
+    s["predictions"], s["pending_predictions"] = None, _pending("obs-1")
+    store.save(s)
+    assert "pending_predictions" not in json.loads(redis_client.get(session_key(sid)))
+    assert redis_client.exists(predictions_key(sid)) == 0 and store.pending_sessions("kb_p") == [sid]
+    first = store.pending(sid)
+    assert json.loads(first) == _pending("obs-1") and 115 <= redis_client.ttl(pending_key(sid)) <= 120
+    s["pending_predictions"] = _pending("obs-2")  # the next observe replaces it before it is settled
+    store.save(s)
+    assert store.settle(sid, first, [{"name": "stale"}]) is False
+    store.forget_settled("kb_p", sid)  # still pending: stays in the KB's set
+    assert store.pending_sessions("kb_p") == [sid]
+    assert store.settle(sid, store.pending(sid), [{"name": "fresh"}]) is True
+    assert store.pending(sid) is None and store.pending_sessions("kb_p") == []
+    assert store.get(sid, with_predictions=True)["predictions"] == [{"name": "fresh"}]
+    assert 115 <= redis_client.ttl(predictions_key(sid)) <= 120
+    s["pending_predictions"] = _pending("obs-3")
+    store.save(s)
+    s["pending_predictions"], s["predictions"] = None, []  # clear-stm: no predictions, nothing pending
+    store.save(s)
+    assert store.pending(sid) is None and store.get(sid, with_predictions=True)["predictions"] == []
+    store.forget_settled("kb_p", sid)
+    assert redis_client.exists(kb_pending_key("kb_p")) == 0
+    s["pending_predictions"] = _pending("obs-4")
+    store.save(s)
+    assert store.delete(sid) and redis_client.exists(pending_key(sid)) == 0
 
 
 def test_ttl_expiry_and_sliding_window(redis_client):

@@ -1,0 +1,128 @@
+"""Observe-time predictions, computed after the observe has answered and before anything can tell.
+
+KATO computes predictions during every observe and keeps them for cognition-data (spec §2.1; they are not in
+the observe response). Here an observe stores what to compute them from (the pending record: kb_id, STM,
+session config, unique_id) and answers; the predictions are computed later, by whichever comes first:
+
+- ``settle(session_id)``: cognition-data reads them, or a background worker gets to them
+  (``SettleWorker``, ``SETTLE_DELAY_SECONDS`` after the observe);
+- ``settle_kb(kb_id)``: anything about to change the KB (learn, auto-learn, bulk learn, import, clear-all,
+  finalize-training) first settles every pending record of that KB, so they see the KB as it was when
+  their observe answered. An observe that answered before the change began has stored its record by then.
+
+A record replaced before it was settled (the session observed again, or cleared its STM) is never
+computed: those predictions could no longer be read. Settling stores the predictions only if the record is
+still the one they were computed from, so concurrent settlers and observes on other replicas are safe.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cluster.sessions_store import SessionStore
+from serve_app.reference_engine import QueryOptions
+from serve_app.session_logic import KnowledgeBackend
+
+SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
+
+log = logging.getLogger(__name__)
+
+
+class PendingPredictions:
+    def __init__(self, sessions: SessionStore, backend: KnowledgeBackend):
+        self.sessions = sessions
+        self.backend = backend
+
+    def settle(self, session_id: str, unique_id: str | None = None) -> bool:
+        """Compute and store the session's pending predictions (only those of observe ``unique_id`` if given);
+        False if there were none to compute."""
+        pending = self.sessions.pending(session_id)
+        if pending is None:
+            return False
+        record = json.loads(pending)
+        if unique_id is not None and record["unique_id"] != unique_id:
+            return False
+        predictions, _ = self.backend.predict(record["kb_id"], record["stm"],
+                                              QueryOptions.from_config(record["config"]))
+        self.sessions.settle(session_id, pending, predictions)
+        return True
+
+    def settle_kb(self, kb_id: str) -> None:
+        for session_id in self.sessions.pending_sessions(kb_id):
+            self.settle(session_id)
+            self.sessions.forget_settled(kb_id, session_id)
+
+
+class SettlingBackend:
+    """The knowledge backend with every change to a KB preceded by ``settle_kb``; reads pass through."""
+
+    def __init__(self, backend: Any, pending: PendingPredictions):
+        self._backend = backend
+        self._pending = pending
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def learn(self, kb_id: str, pattern: Any, persistence: int) -> None:
+        self._pending.settle_kb(kb_id)
+        self._backend.learn(kb_id, pattern, persistence)
+
+    def learn_batch(self, kb_id: str, patterns: Sequence[Any], persistence: int) -> list[bool]:
+        self._pending.settle_kb(kb_id)
+        return self._backend.learn_batch(kb_id, patterns, persistence)
+
+    def store_patterns(self, kb_id: str, patterns: Sequence[Any]) -> int:
+        self._pending.settle_kb(kb_id)
+        return self._backend.store_patterns(kb_id, patterns)
+
+    def clear_kb(self, kb_id: str) -> None:
+        self._pending.settle_kb(kb_id)
+        self._backend.clear_kb(kb_id)
+
+    def finalize_training(self, kb_id: str) -> int:
+        self._pending.settle_kb(kb_id)
+        return self._backend.finalize_training(kb_id)
+
+
+class SettleWorker:
+    """One background thread per process settling each record ``delay`` seconds after its observe, unless it
+    was replaced meanwhile (the replacing observe scheduled its own)."""
+
+    def __init__(self, pending: PendingPredictions, delay: float = SETTLE_DELAY_SECONDS):
+        self.pending = pending
+        self.delay = delay
+        self._due: list[tuple[float, int, str, str]] = []
+        self._count = 0
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, session_id: str, unique_id: str) -> None:
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="settle-predictions", daemon=True)
+                self._thread.start()
+            self._count += 1
+            heapq.heappush(self._due, (time.monotonic() + self.delay, self._count, session_id, unique_id))
+            self._wake.notify()
+
+    def _next(self) -> tuple[str, str]:
+        with self._wake:
+            while True:
+                if self._due and self._due[0][0] <= time.monotonic():
+                    _, _, session_id, unique_id = heapq.heappop(self._due)
+                    return session_id, unique_id
+                self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
+
+    def _run(self) -> None:
+        while True:
+            session_id, unique_id = self._next()
+            try:
+                self.pending.settle(session_id, unique_id)
+            except Exception:  # noqa: BLE001 - the record stays pending; a reader or a KB change settles it
+                log.warning("could not settle the predictions of session %s yet", session_id, exc_info=True)
