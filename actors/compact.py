@@ -15,7 +15,7 @@ import numpy as np
 
 from actors import kernels
 from actors.kb_index import KBIndex, gathered_rows
-from actors.matching import CandidateMatch, assemble
+from actors.matching import CandidateMatch, from_split
 from schema.events import flatten
 
 
@@ -38,24 +38,46 @@ class CompactCandidates:
 
     def assemble(self, positions: Sequence[int], names: Sequence[str], stm: list[list[str]]
                  ) -> list[CandidateMatch]:
-        """The full fields of the candidates at ``positions`` (named ``names``), against the STM."""
+        """The full fields of the candidates at ``positions`` (named ``names``), against the STM.
+
+        Where each candidate's past ends and its present ends (in events, before KATO's fix-up of the last
+        past event) is found for all of them at once: ``split_events`` walks the event sizes instead."""
         state = flatten(stm)
+        if not positions:
+            return []
+        at = np.asarray(positions, dtype=np.int64)
+        bounds = np.concatenate(([0], np.cumsum(self.event_sizes)))  # flat offset of every event's start
+        first_block, after_block = self.block_starts[at], self.block_starts[at + 1]
+        has_blocks = after_block > first_block
+        rows = self.blocks if len(self.blocks) else np.zeros((1, 3), dtype=np.int64)
+        first = rows[np.where(has_blocks, first_block, 0)]
+        last = rows[np.where(has_blocks, after_block - 1, 0)]
+        token_lo, event_lo = self.token_starts[at], self.event_starts[at]
+        lengths = self.token_starts[at + 1] - token_lo
+        past_end = token_lo + np.where(has_blocks, first[:, 0], 0)
+        present_end = np.where(has_blocks, token_lo + last[:, 0] + last[:, 2], token_lo + lengths)
+        past_events = (np.searchsorted(bounds, past_end) - event_lo).tolist()
+        present_events = (np.searchsorted(bounds, present_end) - event_lo).tolist()
+
         symbols = self.symbols
         flat_all = [symbols[t] for t in self.tokens.tolist()]
-        token_starts, event_starts = self.token_starts.tolist(), self.event_starts.tolist()
-        block_starts, sizes_all = self.block_starts.tolist(), self.event_sizes.tolist()
+        offsets, event_starts = bounds.tolist(), self.event_starts.tolist()
+        block_starts = self.block_starts.tolist()
         rows_all = [(i, j, n) for i, j, n in self.blocks.tolist()]
         sims, extras = self.similarities.tolist(), self.extras.tolist()
         out = []
-        for position, name in zip(positions, names):
-            lo, hi = token_starts[position], token_starts[position + 1]
-            events, at = [], lo
-            for size in sizes_all[event_starts[position]:event_starts[position + 1]]:
-                events.append(flat_all[at:at + size])
-                at += size
+        for k, (position, name) in enumerate(zip(positions, names)):
+            e0, e_end = event_starts[position], event_starts[position + 1]
+            events = [flat_all[a:b] for a, b in zip(offsets[e0:e_end], offsets[e0 + 1:e_end + 1])]
             blocks = rows_all[block_starts[position]:block_starts[position + 1]]
             matches = [s for _, j, n in blocks for s in state[j:j + n]]
-            out.append(assemble(name, events, stm, hi - lo, sims[position], blocks, matches, extras[position]))
+            e1, e2 = past_events[k], present_events[k]
+            if e1 and matches and matches[0] in events[e1 - 1]:  # KATO's fix-up: that event joins the present
+                e1 -= 1
+            split = (events[:e1], events[e1:e2], events[e2:])
+            present_flat = flat_all[offsets[e0 + e1]:offsets[e0 + e2]]
+            out.append(from_split(name, events, stm, offsets[e_end] - offsets[e0], sims[position], len(blocks),
+                                  matches, extras[position], split, present_flat))
         return out
 
 

@@ -205,20 +205,30 @@ def assemble(name: str, events: list[list[str]], stm: list[list[str]], length: i
     """The candidate's fields from its blocks, matches and flat extras count (spec §2.4)."""
     past_len, present_len = flat_span(blocks, length)
     past, present, future = split_events(events, past_len, present_len, matches[0] if matches else None)
-    present_symbols = set(flatten(present))
+    return from_split(name, events, stm, length, sim, len(blocks), matches, flat_extras, (past, present, future),
+                      flatten(present), anomalies)
+
+
+def from_split(name: str, events: list[list[str]], stm: list[list[str]], length: int, sim: float, blocks: int,
+               matches: list[str], flat_extras: int,
+               split: tuple[list[list[str]], list[list[str]], list[list[str]]], present_flat: list[str],
+               anomalies: list[dict] | None = None) -> CandidateMatch:
+    """The candidate's fields once its events are split into past, present and future (``present_flat``:
+    the present's symbols in order)."""
+    past, present, future = split
+    present_symbols = set(present_flat)
     match_set = set(matches)
     missing = [[s for s in event if s not in match_set] for event in present]
     extras = [[s for s in event if s not in present_symbols] for event in stm]
     m = len(matches)
-    k = len(blocks)
-    n_present = sum(len(e) for e in present)
+    n_present = len(present_flat)
     denominator = 2.0 * m + flat_extras
     return CandidateMatch(
         name=name, events=events, length=length, similarity=sim, matches=matches,
         past=past, present=present, future=future, missing=missing, extras=extras, anomalies=anomalies or [],
-        number_of_blocks=k,
+        number_of_blocks=blocks,
         evidence=float(m / length) if length > 0 else 0.0,
         confidence=float(m / n_present) if n_present > 0 else 0.0,
         snr=float((2.0 * m - flat_extras) / denominator) if denominator > 0 else 0.0,
-        fragmentation=float(k - 1),
+        fragmentation=float(blocks - 1),
     )

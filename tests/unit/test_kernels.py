@@ -150,3 +150,19 @@ def test_fuzzy_fields_kernel_equals_reference_extraction(patterns, stm, threshol
         assert (ev[position], conf[position], snr[position]) == (expected.evidence, expected.confidence,
                                                                   expected.snr)
         assert pre[position] == expected.pre_potential
+
+
+def test_materialized_split_moves_a_straddled_first_event_into_the_present():
+    """KATO's fix-up on the compact path: the first match sits in the last past event, which joins the
+    present (``[a, b]`` below); without blocks the whole pattern is present."""
+    from actors.matching import extract
+    from actors.shard import Shard
+    from serve_app.reference_engine import QueryOptions
+
+    patterns = [[["a", "b"], ["c"]], [["x", "a", "b"], ["y"], ["c", "d"]], [["q"], ["r"]]]
+    shard = Shard()
+    shard.add("kb", ["p0", "p1", "p2"], patterns)
+    got = shard.materialize("kb", [["b"], ["c"]], QueryOptions(recall_threshold=0.0), ["p0", "p1", "p2"])
+    assert [(m.past, m.present, m.future) for m in got] == [
+        ([], [["a", "b"], ["c"]], []), ([], [["x", "a", "b"], ["y"], ["c", "d"]], []), ([], [["q"], ["r"]], [])]
+    assert got == [extract(n, p, [["b"], ["c"]], 0.0) for n, p in zip(["p0", "p1", "p2"], patterns)]
