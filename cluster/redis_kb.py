@@ -56,7 +56,7 @@ def _text(value: Any) -> str:
 
 
 def _int(value: Any, default: int = 0) -> int:
-    return default if value is None else int(_text(value))
+    return default if value is None else int(value)  # int() reads str and bytes alike
 
 
 class KBKeys:

@@ -57,8 +57,8 @@ class LocalShards:
 
 
 def needed_symbols(candidates: Sequence[CandidateMatch]) -> list[str]:
-    """Symbols whose pmf the metrics read: matches and missing of every candidate (spec §2.2)."""
-    return list(dict.fromkeys(s for c in candidates for s in [*c.matches, *flatten(c.missing)]))
+    """Symbols whose pmf the metrics read: matches and missing of every candidate (spec §2.2), sorted."""
+    return sorted({s for c in candidates for s in c.matches} | {s for c in candidates for e in c.missing for s in e})
 
 
 class Predictor:
@@ -75,5 +75,5 @@ class Predictor:
         if not merged:
             return [], []
         weights = weight_symbols(stm, merged)
-        stats = self.read_stats(kb_id, merged, weights)
+        stats = self.read_stats(kb_id, merged, weights if options.affinity_emotive else [])  # only affinity reads them
         return score(merged, stm, stats, options.ranking, weights, sum(top.total for top in tops))
