@@ -60,7 +60,7 @@ def run(url: str, args: argparse.Namespace) -> None:
         response.raise_for_status()
         counts.append(response.json()["count"])
     print(describe("predictions", predict_times) + f", mean {statistics.mean(counts):.0f} predictions each")
-    print(describe("observe (observe-time predictions included)", observe_times))
+    print(describe("observe (its predictions are computed after it answers)", observe_times))
     floor = []
     for _ in range(100):
         t0 = time.perf_counter()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from typing import Any
 
 import requests
+from websockets.sync.client import connect
 
 _ids = itertools.count()
 
@@ -78,3 +80,23 @@ def assert_concurrent_observes_are_exact(client: KatoClient, count: int = 10) ->
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
         assert list(pool.map(observe, range(count))) == [200] * count
     assert sorted(e[0] for e in client.stm()) == sorted(f"e{i}" for i in range(count))
+
+
+def assert_websocket_events(base_url: str) -> None:
+    """Two subscribers each get the snapshot, a ping is answered, a session's creation and deletion reach both."""
+    ws_url = base_url.replace("http://", "ws://") + "/ws/events"
+    with connect(ws_url) as first, connect(ws_url) as second:
+        for ws in (first, second):
+            snapshot = json.loads(ws.recv(timeout=10))
+            assert snapshot["event_type"] == "state.snapshot"
+            assert snapshot["data"]["system_status"] == "healthy" and "active_sessions" in snapshot["data"]
+        first.send("ping")
+        assert first.recv(timeout=10) == "pong"
+        client = KatoClient(base_url)
+        requests.delete(f"{base_url}/sessions/{client.session_id}")
+        for ws in (first, second):
+            events = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
+            mine = [e for e in events if e["data"]["session_id"] == client.session_id]
+            assert [e["event_type"] for e in mine] == ["session.created", "session.destroyed"]
+            assert mine[0]["data"]["node_id"] == client.node_id
+            assert mine[1]["data"]["reason"] == "explicit_delete"

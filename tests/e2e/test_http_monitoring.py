@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
-from websockets.sync.client import connect
 
-from tests.e2e.kato_client import KatoClient
+from tests.e2e.kato_client import assert_websocket_events
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +50,4 @@ def test_stats_and_named_metrics(base_url):
 
 
 def test_websocket_snapshot_ping_and_session_events(base_url):
-    ws_url = base_url.replace("http://", "ws://") + "/ws/events"
-    with connect(ws_url) as first, connect(ws_url) as second:
-        for ws in (first, second):
-            snapshot = json.loads(ws.recv(timeout=10))
-            assert snapshot["event_type"] == "state.snapshot"
-            assert snapshot["data"]["system_status"] == "healthy" and "active_sessions" in snapshot["data"]
-        first.send("ping")
-        assert first.recv(timeout=10) == "pong"
-        client = KatoClient(base_url)
-        requests.delete(f"{base_url}/sessions/{client.session_id}")
-        for ws in (first, second):
-            events = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
-            mine = [e for e in events if e["data"]["session_id"] == client.session_id]
-            assert [e["event_type"] for e in mine] == ["session.created", "session.destroyed"]
-            assert mine[0]["data"]["node_id"] == client.node_id
-            assert mine[1]["data"]["reason"] == "explicit_delete"
+    assert_websocket_events(base_url)

@@ -18,7 +18,7 @@ import requests
 from cluster.launcher import running_pid, start_detached, stop_detached
 from cluster.settings import Settings
 from tests.e2e.conftest import free_port, processes_in
-from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact
+from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact, assert_websocket_events
 from tests.e2e.test_http_predictions import replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,8 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def ray_service(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("ray-service"))
     settings = Settings.from_env({}, data_dir=data_dir, port=free_port(), shards=2)
-    previous = {k: os.environ.get(k) for k in ("KATO_MIN_REPLICAS", "KATO_MAX_REPLICAS")}
-    os.environ.update({"KATO_MIN_REPLICAS": "2", "KATO_MAX_REPLICAS": "2"})
+    overrides = {"KATO_MIN_REPLICAS": "2", "KATO_MAX_REPLICAS": "2", "KATO_MAX_BODY_BYTES": "1000000"}
+    previous = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
     try:
         process = start_detached(settings, timeout=240)
     finally:
@@ -76,6 +77,21 @@ def test_haproxy_serves_the_port_by_default(ray_service):
     assert settings.ingress == "haproxy"
     assert _listener_name(settings.port) == "haproxy"
     assert requests.get(f"{url}/").json()["service"] == "KATO API"
+
+
+def test_websocket_and_bad_input_through_haproxy(ray_service):
+    """HAProxy passes the WebSocket upgrade and the service's own 4xx answers through unchanged."""
+    url, _, _ = ray_service
+    assert_websocket_events(url)
+    client = KatoClient(url)
+    as_json = {"Content-Type": "application/json"}
+    oversize = requests.post(client.url("/observe"), data=b"x" * 1_500_000, headers=as_json)
+    assert oversize.status_code == 413 and "exceeds 1000000 bytes" in oversize.json()["detail"]
+    malformed = requests.post(client.url("/observe"), data=b'{"strings": [', headers=as_json)
+    assert malformed.status_code == 422 and malformed.json()["detail"][0]["type"] == "json_invalid"
+    unknown = requests.post(f"{url}/sessions/session-nope/observe", json={"strings": ["a"]})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "SESSION_NOT_FOUND"
+    assert client.stm() == []
 
 
 def test_the_classic_proxy_ingress_still_serves(tmp_path):
