@@ -8,7 +8,7 @@
   TTL. KATO keeps them inside the session JSON; apart, the operations that do not touch them (every one but
   observe, learn, clear-stm and cognition-data) neither parse nor rewrite them.
 - ``kato:session_pending_predictions:{id}``: an observe's predictions not computed yet (what to compute them
-  from: kb_id, STM, config, the observe's unique_id), same TTL; replaced by the predictions once settled
+  from: kb_id, STM, config, unique_id, a record id), same TTL; replaced by the predictions once settled
   (``serve_app.pending_predictions``). ``kato:kb_pending_predictions:{kb_id}``: SET of the session ids that
   may hold one for that KB, so a change to the KB settles them first.
 

@@ -2,7 +2,8 @@
 
 KATO computes predictions during every observe and keeps them for cognition-data (spec §2.1; they are not in
 the observe response). Here an observe stores what to compute them from (the pending record: kb_id, STM,
-session config, unique_id) and answers; the predictions are computed later, by whichever comes first:
+session config, unique_id and a record id of its own) and answers; the predictions are computed later, by
+whichever comes first:
 
 - ``settle(session_id)``: cognition-data reads them, or a background worker gets to them
   (``SettleWorker``, ``SETTLE_DELAY_SECONDS`` after the observe);
@@ -39,14 +40,14 @@ class PendingPredictions:
         self.sessions = sessions
         self.backend = backend
 
-    def settle(self, session_id: str, unique_id: str | None = None) -> bool:
-        """Compute and store the session's pending predictions (only those of observe ``unique_id`` if given);
-        False if there were none to compute."""
+    def settle(self, session_id: str, record_id: str | None = None) -> bool:
+        """Compute and store the session's pending predictions (only if its record is ``record_id``, when
+        given); False if there were none to compute."""
         pending = self.sessions.pending(session_id)
         if pending is None:
             return False
         record = json.loads(pending)
-        if unique_id is not None and record["unique_id"] != unique_id:
+        if record_id is not None and record["record"] != record_id:
             return False
         predictions, _ = self.backend.predict(record["kb_id"], record["stm"],
                                               QueryOptions.from_config(record["config"]))
@@ -97,32 +98,32 @@ class SettleWorker:
     def __init__(self, pending: PendingPredictions, delay: float = SETTLE_DELAY_SECONDS):
         self.pending = pending
         self.delay = delay
-        self._due: list[tuple[float, int, str, str]] = []
+        self._due: list[tuple[float, int, str, str]] = []  # (due, order, session_id, record_id)
         self._count = 0
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def schedule(self, session_id: str, unique_id: str) -> None:
+    def schedule(self, session_id: str, record_id: str) -> None:
         with self._wake:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="settle-predictions", daemon=True)
                 self._thread.start()
             self._count += 1
-            heapq.heappush(self._due, (time.monotonic() + self.delay, self._count, session_id, unique_id))
+            heapq.heappush(self._due, (time.monotonic() + self.delay, self._count, session_id, record_id))
             self._wake.notify()
 
     def _next(self) -> tuple[str, str]:
         with self._wake:
             while True:
                 if self._due and self._due[0][0] <= time.monotonic():
-                    _, _, session_id, unique_id = heapq.heappop(self._due)
-                    return session_id, unique_id
+                    _, _, session_id, record_id = heapq.heappop(self._due)
+                    return session_id, record_id
                 self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
 
     def _run(self) -> None:
         while True:
-            session_id, unique_id = self._next()
+            session_id, record_id = self._next()
             try:
-                self.pending.settle(session_id, unique_id)
+                self.pending.settle(session_id, record_id)
             except Exception:  # noqa: BLE001 - the record stays pending; a reader or a KB change settles it
                 log.warning("could not settle the predictions of session %s yet", session_id, exc_info=True)

@@ -178,7 +178,7 @@ class KatoService:
             result = session_logic.observe(state, observation, self._config(state), self.backend,
                                            self.kb_id(state.node_id), defer_predictions=True)
         if state.pending_predictions is not None:
-            self.settler.schedule(session_id, state.pending_predictions["unique_id"])
+            self.settler.schedule(session_id, state.pending_predictions["record"])
         return result
 
     def observe_sequence(self, session_id: str, request: ObservationSequenceRequest) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class KatoService:
             result = session_logic.observe_sequence(state, request, self._config(state), self.backend,
                                                     self.kb_id(state.node_id), defer_predictions=True)
         if state.pending_predictions is not None:
-            self.settler.schedule(session_id, state.pending_predictions["unique_id"])
+            self.settler.schedule(session_id, state.pending_predictions["record"])
         return result
 
     def stm(self, session_id: str) -> dict[str, Any]:

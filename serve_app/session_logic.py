@@ -125,7 +125,8 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
         state.stm = cap_stm([*state.stm, event], state.max_stm_size)
         if config.get("process_predictions", True) and defer_predictions:
             state.predictions = None
-            state.pending_predictions = {"unique_id": unique_id, "kb_id": kb_id, "stm": state.stm,
+            state.pending_predictions = {"record": uuid.uuid4().hex,  # unique_id may come from the client
+                                         "unique_id": unique_id, "kb_id": kb_id, "stm": state.stm,
                                          "config": dict(config)}
         elif config.get("process_predictions", True):
             state.predictions, _ = backend.predict(kb_id, state.stm, QueryOptions.from_config(config))

@@ -224,3 +224,23 @@ def test_the_background_worker_settles_observe_time_predictions(base_url, embedd
                                                                          k.session_id)
     stored = json.loads(r.get(predictions_key(k.session_id)))
     assert [p["future"] for p in stored] == [[["bg3"]]] and stored == cognition_predictions(k)
+
+
+def test_pending_records_are_told_apart_when_the_client_repeats_a_unique_id(base_url, embedded_redis, holder):
+    """Observe-sequence items may carry the client's unique_id; a settler holding an older record must never
+    take a newer, otherwise identical one for its own."""
+    from cluster.sessions_store import pending_key
+
+    k = KatoClient(base_url)
+    r = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+    records = []
+    delay, holder.service.settler.delay = holder.service.settler.delay, 600.0  # keep the records pending
+    try:
+        for _ in range(2):
+            k.clear_stm()
+            k.observe_sequence([{"strings": ["same"], "unique_id": "client-id"}])
+            records.append(json.loads(r.get(pending_key(k.session_id))))
+    finally:
+        holder.service.settler.delay = delay
+    assert [rec["unique_id"] for rec in records] == ["client-id", "client-id"]
+    assert records[0]["stm"] == records[1]["stm"] == [["same"]] and records[0]["record"] != records[1]["record"]
