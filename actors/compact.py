@@ -15,7 +15,7 @@ import numpy as np
 
 from actors import kernels
 from actors.kb_index import KBIndex, gathered_rows
-from actors.matching import CandidateMatch, from_split
+from actors.matching import CandidateMatch, fix_up, from_split
 from schema.events import flatten
 
 
@@ -71,9 +71,8 @@ class CompactCandidates:
             events = [flat_all[a:b] for a, b in zip(offsets[e0:e_end], offsets[e0 + 1:e_end + 1])]
             blocks = rows_all[block_starts[position]:block_starts[position + 1]]
             matches = [s for _, j, n in blocks for s in state[j:j + n]]
-            e1, e2 = past_events[k], present_events[k]
-            if e1 and matches and matches[0] in events[e1 - 1]:  # KATO's fix-up: that event joins the present
-                e1 -= 1
+            e1 = fix_up(events, past_events[k], matches[0] if matches else None)
+            e2 = present_events[k]
             split = (events[:e1], events[e1:e2], events[e2:])
             present_flat = flat_all[offsets[e0 + e1]:offsets[e0 + e2]]
             out.append(from_split(name, events, stm, offsets[e_end] - offsets[e0], sims[position], len(blocks),

@@ -68,6 +68,14 @@ def _scratch(lb):
 
 
 @njit(cache=True, nogil=True)
+def _block_work(ls):
+    """Everything a per-candidate loop over blocks needs against a state of ``ls`` tokens: rows for the
+    candidate's blocks and for its present's, and ``_scratch``."""
+    prev, cur, stack, found = _scratch(ls)
+    return np.empty((ls + 1, 3), np.int64), np.empty((ls + 1, 3), np.int64), prev, cur, stack, found
+
+
+@njit(cache=True, nogil=True)
 def _blocks_into(a, b, out, prev, cur, stack, found):
     """difflib's matching blocks of a and b into ``out``, with caller-owned work arrays sized by ``_scratch``."""
     la, lb = a.shape[0], b.shape[0]
@@ -237,9 +245,7 @@ def candidate_fields(tokens, offsets, ev_sizes, ev_offsets, candidates, state, f
     conf = np.empty(n, np.float64)
     snr = np.empty(n, np.float64)
     pre = np.empty(n, np.float64)
-    blocks = np.empty((ls + 1, 3), np.int64)
-    sub_blocks = np.empty((ls + 1, 3), np.int64)
-    prev, cur, stack, found = _scratch(ls)
+    blocks, sub_blocks, prev, cur, stack, found = _block_work(ls)
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
@@ -286,9 +292,7 @@ def token_rank(tokens, offsets, ev_sizes, ev_offsets, candidates, state, first_i
     kept = np.zeros(n, np.bool_)
     sims = np.zeros(n, np.float64)
     pre = np.zeros(n, np.float64)
-    blocks = np.empty((ls + 1, 3), np.int64)
-    sub_blocks = np.empty((ls + 1, 3), np.int64)
-    prev, cur, stack, found = _scratch(ls)
+    blocks, sub_blocks, prev, cur, stack, found = _block_work(ls)
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
@@ -374,9 +378,7 @@ def candidate_blocks(tokens, offsets, candidates, state):
     extras = np.empty(n, np.int64)
     starts = np.zeros(n + 1, np.int64)
     rows = np.empty((n * (ls + 1), 3), np.int64)
-    blocks = np.empty((ls + 1, 3), np.int64)
-    sub_blocks = np.empty((ls + 1, 3), np.int64)
-    prev, cur, stack, found = _scratch(ls)
+    blocks, sub_blocks, prev, cur, stack, found = _block_work(ls)
     for c in range(n):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]

@@ -133,11 +133,16 @@ def split_events(events: list[list[str]], past_len: int, present_len: int, first
     while count < past_len + present_len:
         count += len(events[idx])
         idx += 1
-    past, present, future = events[:e1], events[e1:idx], events[idx:]
-    if past and first_match is not None and first_match in past[-1]:
-        present = [past[-1], *present]
-        past = past[:-1]
-    return past, present, future
+    e1 = fix_up(events, e1, first_match)
+    return events[:e1], events[e1:idx], events[idx:]
+
+
+def fix_up(events: list[list[str]], past_end: int, first_match: str | None) -> int:
+    """KATO's fix-up: when the first match sits in the last past event, that event belongs to the present.
+    Returns where the past ends (in events) after it."""
+    if past_end and first_match is not None and first_match in events[past_end - 1]:
+        return past_end - 1
+    return past_end
 
 
 BlockFinder = Callable[[int, int], list[Block]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from cluster.ingress import free_port
 from cluster.settings import Settings
 from serve_app.http_app import ServiceHolder, build_app
 from serve_app.runtime import attach_observability, start_local
@@ -27,12 +27,6 @@ def processes_in(directory: str | os.PathLike) -> list[int]:
                 if Path(os.readlink(entry / "cwd")).is_relative_to(directory):
                     found.append(int(entry.name))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:
