@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from cluster.ports import free_port
 
 _FALLBACK_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
 
@@ -31,12 +32,6 @@ def find_redis_server() -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError("redis-server not found (set KATO_REDIS_SERVER or install redis-server)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedRedis:

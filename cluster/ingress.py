@@ -14,16 +14,10 @@ must not answer each other's requests.
 
 from __future__ import annotations
 
-import socket
+from cluster.ports import free_ports
 
 INGRESS_MODES = ("haproxy", "proxy")
 HAPROXY_DRAIN_SECONDS = 2  # a single-node HAProxy is reconfigured within ~0.1 s of a replica leaving
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def check_ingress_mode(mode: str) -> str:
@@ -37,6 +31,7 @@ def ingress_environment(mode: str, work_dir: str) -> dict[str, str]:
     (short: a Unix socket path is limited to 107 bytes)."""
     if check_ingress_mode(mode) == "proxy":
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    stats, metrics, fallback_http, fallback_grpc = free_ports(4)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{work_dir}/haproxy.cfg",
@@ -44,9 +39,9 @@ def ingress_environment(mode: str, work_dir: str) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{work_dir}/metrics.sock",
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": work_dir,
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{work_dir}/server-state",
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback_http),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback_grpc),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(HAPROXY_DRAIN_SECONDS),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from cluster.bench.environment import environment
 from cluster.bench.load import ray_load
 from cluster.bench.progress import Steps
 from cluster.bench.workloads import build_workload, neardup_corpus, neardup_params
+from cluster.ports import free_port
 
 HEADLINE_THRESHOLD = 0.7
 RECALL_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -46,12 +46,6 @@ class BenchOptions:
     thresholds: tuple[float, ...] = RECALL_THRESHOLDS
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def service(url: str | None, shards: int) -> Iterator[tuple[str, bool]]:
     """``url`` as is, or a service of our own (``start_detached`` in a temp data dir, stopped at the end)."""
@@ -62,7 +56,7 @@ def service(url: str | None, shards: int) -> Iterator[tuple[str, bool]]:
     from cluster.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="kato-bench-") as data_dir:
-        settings = Settings.from_env(data_dir=data_dir, port=_free_port(), shards=shards, store="", redis="")
+        settings = Settings.from_env(data_dir=data_dir, port=free_port(), shards=shards, store="", redis="")
         try:
             process = start_detached(settings, timeout=300)
         except LauncherError as error:

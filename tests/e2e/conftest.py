@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from cluster.ingress import free_port
+from cluster.ports import free_port
 from cluster.settings import Settings
 from serve_app.http_app import ServiceHolder, build_app
 from serve_app.runtime import attach_observability, start_local

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.ingress import ingress_environment
+from cluster.ports import PORT_RANGE
 
 
 def test_haproxy_mode_keeps_every_file_and_port_of_its_own():
@@ -13,7 +14,7 @@ def test_haproxy_mode_keeps_every_file_and_port_of_its_own():
     paths = [v for k, v in env.items() if k.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))]
     assert len(paths) == 5 and all(p.startswith("/tmp/kato-ingress-x") for p in paths)
     ports = [int(v) for k, v in env.items() if k.endswith("_PORT")]
-    assert len(ports) == 4 and len(set(ports)) == 4 and all(1024 <= p <= 65535 for p in ports)
+    assert len(ports) == 4 and len(set(ports)) == 4 and all(p in PORT_RANGE for p in ports)
     assert int(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) >= 1
 
 
