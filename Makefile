@@ -21,10 +21,11 @@ run: install redis-server
 	$(BIN)/kato-cluster up
 
 demo: install
-	$(BIN)/python -m serve_app.demo
+	$(BIN)/python -m cluster.ops.demo
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install redis-server lint
 	$(BIN)/python -m pytest -q

@@ -1,1 +1,2 @@
-"""The shard: its index, filter stages, scoring kernels, and the thin Ray actor around it."""
+"""Layer 3, the shard: its pattern index, filter stages, compiled scoring kernels, the shard bound to its store,
+and the thin Ray actor around it."""

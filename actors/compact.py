@@ -15,8 +15,8 @@ import numpy as np
 
 from actors import kernels
 from actors.kb_index import KBIndex, gathered_rows
-from actors.matching import CandidateMatch, fix_up, from_split
 from schema.events import flatten
+from schema.rules.matching import CandidateMatch, fix_up, from_split
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The filter pipeline inside a shard (spec §3.1–§3.2), vectorized over a KB's arrays.
 
-Same decisions as ``serve_app.reference_engine.pipeline_names`` (both follow ``stage_decision``); a pipeline
+Same decisions as ``schema.rules.reference.pipeline_names`` (both follow ``stage_decision``); a pipeline
 without any database stage yields no candidates.
 """
 
@@ -12,7 +12,7 @@ from rapidfuzz import fuzz, process
 from actors import kernels
 from actors.kb_index import KBIndex
 from actors.lsh import VocabularyRows
-from serve_app.reference_engine import QueryOptions, stage_decision
+from schema.rules.query import QueryOptions, stage_decision
 
 
 def pipeline_candidates(index: KBIndex, rows: VocabularyRows, state: list[str], state_ids: np.ndarray,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from actors.columns import Vocabulary
-from actors.minhash import band_keys, minhash_for_state, signatures_from_ids, token_hash_rows
+from schema.minhash import band_keys, minhash_for_state, signatures_from_ids, token_hash_rows
 
 NUM_PERM, BANDS, ROWS = 100, 20, 5
 

@@ -17,26 +17,24 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 
 from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import StoredShard
-from cluster.store import StoreUnavailable
-from serve_app.reference_engine import QueryOptions
+from schema.errors import KatoError, ShardUnavailable
+from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
 TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
-class ShardUnavailable(RuntimeError):
-    """A shard actor is restarting, or its store is unreachable; the request may be retried."""
-
-
 def get_or_unavailable(refs, timeout: float):
-    """``ray.get`` where a dead/restarting actor or an unreachable store raises ShardUnavailable."""
+    """``ray.get`` with Ray's failures in the project's family: a dead or restarting actor is
+    ``ShardUnavailable``; an error of ours raised inside the actor (say ``StoreUnavailable``) is raised again as
+    itself; anything else (a bug) passes through."""
     try:
         return ray.get(refs, timeout=timeout)
     except TRANSIENT_ERRORS as error:
-        raise ShardUnavailable(str(error).splitlines()[0] if str(error) else "shard restarting") from error
+        raise ShardUnavailable() from error
     except RayTaskError as error:
-        if isinstance(error.cause, StoreUnavailable):
-            raise ShardUnavailable(str(error.cause)) from error
+        if isinstance(error.cause, KatoError):
+            raise error.cause from error
         raise
 
 
@@ -45,7 +43,7 @@ class ShardActor:
     def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None):
         store = None
         if store_dsn:
-            from cluster.engines import open_store
+            from cluster.stores.engines import open_store
 
             store = open_store(store_dsn, ".")
         self.inner = StoredShard(Shard(shard_id, lo, hi), store)
@@ -95,8 +93,9 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
                        namespace: str, detached: bool = False) -> list[ray.actor.ActorHandle]:
     """Start (or reuse) one named actor per bucket range and wait until each has loaded its range."""
     handles = [
-        ShardActor.options(name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
-                           lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn)
+        ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
+            name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
+            lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn)
         for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
     ]
     ray.get([h.ready.remote() for h in handles])

@@ -20,9 +20,9 @@ from actors.compact import CompactCandidates, compact_candidates
 from actors.filters import pipeline_candidates
 from actors.kb_index import KBIndex
 from actors.lsh import VocabularyRows
-from actors.matching import CandidateMatch, extract
 from schema.events import flatten
-from serve_app.reference_engine import QueryOptions
+from schema.rules.matching import CandidateMatch, extract
+from schema.rules.query import QueryOptions
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Shard:
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         index = self.kbs.get(kb_id)
         local = None if index is None else index.local_ids.get(name)
-        return None if local is None else index.events_of(local)
+        return None if index is None or local is None else index.events_of(local)
 
     def stats(self) -> ShardStats:
         return ShardStats(self.shard_id, self.bucket_lo, self.bucket_hi,

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from actors.shard import LocalTop, Shard, ShardStats
-from cluster.store import PatternStore
-from serve_app.reference_engine import QueryOptions
+from cluster.stores.clickhouse import PatternStore
+from schema.rules.query import QueryOptions
 
 
 class StoredShard:
@@ -37,7 +37,7 @@ class StoredShard:
         return added
 
     def add_table(self, table: pa.Table) -> int:
-        """Store then index the rows not yet known (rows shaped like ``cluster.pattern_rows.PATTERN_SCHEMA``)."""
+        """Store then index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``)."""
         if table.num_rows == 0:
             return 0
         kb_ids = table.column("kb_id").to_pylist()

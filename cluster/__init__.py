@@ -1,1 +1,2 @@
-"""The runtime: settings, store engines (ClickHouse, Redis), shard map, Ray bootstrap, CLI, benchmarks."""
+"""The runtime, in two layers: ``cluster.stores`` (the engines, below the shard) and ``cluster.ops`` (the
+operator layer, above the service)."""

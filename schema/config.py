@@ -8,10 +8,12 @@ only crash later, we refuse the type (a 400 instead of KATO's eventual 500).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from schema.errors import ConfigValidationError, SettingsError
+from schema.settings import env_values
 
 RANK_SORT_ALGOS: tuple[str, ...] = (
     "potential", "similarity", "evidence", "confidence", "snr", "fragmentation", "frequency",
@@ -33,6 +35,9 @@ EFFECTIVE_KEYS: tuple[str, ...] = (
 )
 OPTIONAL_KEYS: frozenset[str] = frozenset({"fuzzy_token_threshold", "affinity_emotive"})
 PROTECTED_KEYS: frozenset[str] = frozenset({"session_id", "node_id", "version", "created_at", "updated_at"})
+# Server defaults KATO reads from its environment, under the upper-cased key (``RECALL_THRESHOLD``, ...).
+ENV_KEYS: frozenset[str] = frozenset({"max_pattern_length", "persistence", "recall_threshold", "stm_mode",
+                                      "max_predictions", "rank_sort_algo"})
 
 
 @dataclass(frozen=True)
@@ -64,15 +69,16 @@ class ServerDefaults:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerDefaults:
-        env = os.environ if env is None else env
-        kwargs: dict[str, Any] = {}
-        for key, cast in (("MAX_PATTERN_LENGTH", int), ("PERSISTENCE", int), ("RECALL_THRESHOLD", float),
-                          ("STM_MODE", str), ("MAX_PREDICTIONS", int), ("RANK_SORT_ALGO", str)):
-            if key in env:
-                kwargs[key.lower()] = cast(env[key])
-        if "stm_mode" in kwargs:
-            kwargs["stm_mode"] = normalise_stm_mode(kwargs["stm_mode"])
-        return cls(**kwargs)
+        """KATO's own variables (``RECALL_THRESHOLD``, ``MAX_PREDICTIONS``, ...), typed and validated like a
+        session-config update; an unknown ``STM_MODE`` becomes ``CLEAR`` as in KATO."""
+        values = env_values(cls, env, lambda name: name.upper() if name in ENV_KEYS else None)
+        try:
+            validate_update({k: v for k, v in values.items() if k != "stm_mode"})
+        except ConfigValidationError as error:
+            raise SettingsError(f"server defaults: {error.errors}") from error
+        if "stm_mode" in values:
+            values["stm_mode"] = normalise_stm_mode(values["stm_mode"])
+        return cls(**values)
 
 
 def normalise_stm_mode(value: Any) -> str:
@@ -159,17 +165,6 @@ _VALIDATORS = {
     "enable_filter_metrics": _bool,
     "sort": _bool,
 }
-
-
-class ConfigValidationError(ValueError):
-    """Raised with a per-key message map, rendered by the API as KATO's 400 body."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("Configuration validation failed")
-        self.errors = errors
-
-    def detail(self) -> dict[str, Any]:
-        return {"error": "Configuration validation failed", "validation_errors": self.errors}
 
 
 def validate_update(update: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,23 +12,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from schema.api import ObservationData
-from serve_app.errors import ApiError, Unprocessable
+from schema.errors import Forbidden, Unauthorized, Unprocessable
 
 OPEN_PATHS = frozenset({"/", "/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
 ALL_NODES = "*"
 
 allowed_nodes: ContextVar[frozenset[str] | None] = ContextVar("allowed_nodes", default=None)
-
-
-class Unauthorized(ApiError):
-    status_code = 401
-
-    def __init__(self, detail: str):
-        super().__init__(detail, {"WWW-Authenticate": "Bearer"})
-
-
-class Forbidden(ApiError):
-    status_code = 403
 
 
 def parse_api_keys(spec: str) -> dict[str, frozenset[str]]:

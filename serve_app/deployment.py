@@ -12,12 +12,13 @@ import ray
 import redis
 from ray import serve
 
-from actors.placement import even_ranges
 from actors.ray_shard import ACTOR_PREFIX, RayShards, ShardVectorStore
-from cluster.redis_kb import RedisKB
-from cluster.settings import Settings
+from cluster.stores.redis_kb import RedisKB
+from schema.placement import even_ranges
+from schema.settings import Settings
+from serve_app.api.app import build_app
+from serve_app.api.holder import process_holder
 from serve_app.cluster_backend import ClusterBackend
-from serve_app.http_app import build_app, process_holder
 from serve_app.runtime import attach_observability, build_service
 
 app = build_app()
@@ -42,7 +43,14 @@ def ingress_application(settings: Settings, redis_url: str) -> serve.Application
     """The Serve application with the ingress autoscaling settings."""
     autoscaling = {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
                    "target_ongoing_requests": settings.target_ongoing_requests}
-    return KatoIngress.options(autoscaling_config=autoscaling).bind(settings.as_dict(), redis_url)
+    deployment = KatoIngress.options(autoscaling_config=autoscaling)  # type: ignore[attr-defined]  # @serve.deployment
+    return deployment.bind(settings.as_dict(), redis_url)
+
+
+def settings_from_args(args: dict[str, Any] | None) -> Settings:
+    """Settings from ``KATO_*`` variables overridden by a Serve config's ``args`` (strings there are typed by the
+    one settings reader, like environment values)."""
+    return Settings.from_env(None, **(args or {}))
 
 
 def app_builder(args: dict[str, str] | None = None) -> serve.Application:
@@ -55,7 +63,7 @@ def app_builder(args: dict[str, str] | None = None) -> serve.Application:
     """
     from actors.ray_shard import start_shard_actors
 
-    settings = Settings.from_env(**{k: (int(v) if k in _INT_SETTINGS else v) for k, v in (args or {}).items()})
+    settings = settings_from_args(args)
     if not settings.redis:
         raise ValueError("KATO_REDIS (or args.redis) must name the cluster's Redis server")
     ranges = even_ranges(settings.shards)
@@ -63,5 +71,3 @@ def app_builder(args: dict[str, str] | None = None) -> serve.Application:
                        [settings.shard_store_dsn(r.shard_id) for r in ranges], settings.namespace, detached=True)
     return ingress_application(settings, settings.redis)
 
-
-_INT_SETTINGS = {"shards", "port", "session_ttl", "min_replicas", "max_replicas", "target_ongoing_requests"}

@@ -279,8 +279,8 @@ class Monitor:
         if psutil is not None:
             memory = _clamp_percent(psutil.virtual_memory().percent)
         else:
-            memory = read_proc_memory_percent()
-            memory = 0.0 if memory is None else memory
+            read = read_proc_memory_percent()
+            memory = 0.0 if read is None else read
         disk = read_disk_percent(self.disk_path)
         resources = {"cpu_percent": cpu, "memory_percent": memory, "disk_percent": 0.0 if disk is None else disk}
         self._resources = resources

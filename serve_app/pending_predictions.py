@@ -8,8 +8,9 @@ whichever comes first:
 - ``settle(session_id)``: cognition-data reads them, or a background worker gets to them
   (``SettleWorker``, ``SETTLE_DELAY_SECONDS`` after the observe);
 - ``settle_kb(kb_id)``: anything about to change the KB (learn, auto-learn, bulk learn, import, clear-all,
-  finalize-training) first settles every pending record of that KB, so they see the KB as it was when
-  their observe answered. An observe that answered before the change began has stored its record by then.
+  finalize-training) first settles every pending record of that KB (the cluster backend calls it as its
+  ``before_change`` hook), so they see the KB as it was when their observe answered. An observe that answered
+  before the change began has stored its record by then.
 
 A record replaced before it was settled (the session observed again, or cleared its STM) is never
 computed: those predictions could no longer be read. Settling stores the predictions only if the record is
@@ -23,12 +24,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
 
-from cluster.sessions_store import SessionStore
-from serve_app.reference_engine import QueryOptions
-from serve_app.session_logic import KnowledgeBackend
+from cluster.stores.sessions import SessionStore
+from schema.rules.query import QueryOptions
+from schema.rules.session_logic import KnowledgeBackend
 
 SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
 
@@ -58,37 +57,6 @@ class PendingPredictions:
         for session_id in self.sessions.pending_sessions(kb_id):
             self.settle(session_id)
             self.sessions.forget_settled(kb_id, session_id)
-
-
-class SettlingBackend:
-    """The knowledge backend with every change to a KB preceded by ``settle_kb``; reads pass through."""
-
-    def __init__(self, backend: Any, pending: PendingPredictions):
-        self._backend = backend
-        self._pending = pending
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    def learn(self, kb_id: str, pattern: Any, persistence: int) -> None:
-        self._pending.settle_kb(kb_id)
-        self._backend.learn(kb_id, pattern, persistence)
-
-    def learn_batch(self, kb_id: str, patterns: Sequence[Any], persistence: int) -> list[bool]:
-        self._pending.settle_kb(kb_id)
-        return self._backend.learn_batch(kb_id, patterns, persistence)
-
-    def store_patterns(self, kb_id: str, patterns: Sequence[Any]) -> int:
-        self._pending.settle_kb(kb_id)
-        return self._backend.store_patterns(kb_id, patterns)
-
-    def clear_kb(self, kb_id: str) -> None:
-        self._pending.settle_kb(kb_id)
-        self._backend.clear_kb(kb_id)
-
-    def finalize_training(self, kb_id: str) -> int:
-        self._pending.settle_kb(kb_id)
-        return self._backend.finalize_training(kb_id)
 
 
 class SettleWorker:

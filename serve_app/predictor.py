@@ -10,11 +10,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from actors.matching import CandidateMatch
 from actors.shard import LocalTop, merge_tops
 from schema.events import flatten
-from serve_app.corpus_metrics import CorpusStats, score
-from serve_app.reference_engine import QueryOptions, weight_symbols
+from schema.rules.matching import CandidateMatch
+from schema.rules.metrics import CorpusStats
+from schema.rules.query import QueryOptions
+from schema.rules.reference import weight_symbols
+from schema.rules.scoring import score
 
 
 class ShardClient(Protocol):

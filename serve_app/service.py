@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from cluster.redis_kb import RedisKB
-from cluster.sessions_store import SessionLockTimeout, SessionStore, session_key
+from cluster.stores.redis_kb import RedisKB
+from cluster.stores.sessions import SessionStore, session_key
 from schema.api import (
     BulkLearnRequest,
     CreateSessionRequest,
@@ -22,14 +22,14 @@ from schema.api import (
     ObservationSequenceRequest,
 )
 from schema.config import ServerDefaults, creation_config, effective_config, validate_update
+from schema.errors import Forbidden, SessionNotFound, Unprocessable
+from schema.learning import LearnedPattern, make_pattern
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
+from schema.rules import session_logic
+from schema.rules.query import QueryOptions
 from schema.session import SessionState, new_session_id
-from serve_app import session_logic
-from serve_app.access import ALL_NODES, Forbidden, PayloadLimits, allowed_nodes, authorize_node
-from serve_app.errors import BadRequest, ServiceUnavailable, SessionNotFound, Unprocessable
-from serve_app.learning import LearnedPattern, make_pattern
-from serve_app.pending_predictions import PendingPredictions, SettleWorker, SettlingBackend
-from serve_app.reference_engine import QueryOptions
+from serve_app.access import ALL_NODES, PayloadLimits, allowed_nodes, authorize_node
+from serve_app.pending_predictions import PendingPredictions, SettleWorker
 
 MAX_TTL_SECONDS = 365 * 24 * 3600
 LOCK_LEASE_SECONDS = 15.0  # renewed while held; a dead holder frees the session after this long
@@ -38,6 +38,7 @@ LOCK_LEASE_SECONDS = 15.0  # renewed while held; a dead holder frees the session
 class Backend(session_logic.KnowledgeBackend, Protocol):
     redis_kb: RedisKB
     shards: Any  # exports, stats
+    before_change: Callable[[str], None]  # called with the kb_id before anything changes that KB
 
     def clear_kb(self, kb_id: str) -> None: ...
 
@@ -65,7 +66,8 @@ class KatoService:
                  service_name: str = "kato", publish: EventSink | None = None, limits: PayloadLimits | None = None):
         self.sessions = sessions
         self.pending = PendingPredictions(sessions, backend)
-        self.backend = SettlingBackend(backend, self.pending)
+        backend.before_change = self.pending.settle_kb  # a KB change first settles the observes before it
+        self.backend = backend
         self.settler = SettleWorker(self.pending)
         self.defaults = defaults or ServerDefaults()
         self.service_name = service_name
@@ -93,14 +95,11 @@ class KatoService:
     @contextmanager
     def _locked(self, session_id: str) -> Iterator[SessionState]:
         """Load, hand out and save a session under its cluster-wide lock (reads take a snapshot, ``_load``)."""
-        try:
-            with self.sessions.lock(session_id, timeout=LOCK_LEASE_SECONDS):
-                state = self._load(session_id)
-                state.access_count += 1
-                yield state
-                self.sessions.save(state.to_dict())
-        except SessionLockTimeout as error:
-            raise ServiceUnavailable(str(error)) from error
+        with self.sessions.lock(session_id, timeout=LOCK_LEASE_SECONDS):
+            state = self._load(session_id)
+            state.access_count += 1
+            yield state
+            self.sessions.save(state.to_dict())
 
     def _config(self, state: SessionState) -> dict[str, Any]:
         return effective_config(state.session_config, self.defaults)
@@ -164,7 +163,8 @@ class KatoService:
         return {"session_id": session_id, "config": self._config(self._load(session_id))}
 
     def update_config(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        update = body.get("config") if isinstance(body.get("config"), dict) else body
+        nested = body.get("config")
+        update: dict[str, Any] = nested if isinstance(nested, dict) else body
         with self._locked(session_id) as state:
             state.session_config.update(validate_update(update))
             state.session_config = {k: v for k, v in state.session_config.items() if v is not None}
@@ -196,10 +196,7 @@ class KatoService:
 
     def learn(self, session_id: str) -> dict[str, Any]:
         with self._locked(session_id) as state:
-            try:
-                name = session_logic.learn(state, self._config(state), self.backend, self.kb_id(state.node_id))
-            except session_logic.EmptySTMError as error:
-                raise BadRequest(str(error)) from error
+            name = session_logic.learn(state, self._config(state), self.backend, self.kb_id(state.node_id))
         return {"status": "learned", "pattern_name": name, "session_id": session_id, "processor_id": None,
                 "message": f"Learned pattern {name} from 0 events"}
 

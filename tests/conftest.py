@@ -17,7 +17,7 @@ _kb_counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from cluster.embedded_redis import EmbeddedRedis
+    from cluster.ops.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis-data"))
     try:
@@ -41,7 +41,7 @@ def redis_client(embedded_redis) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from cluster.store import ChdbStore
+    from cluster.stores.clickhouse import ChdbStore
 
     store = ChdbStore(os.fspath(tmp_path_factory.mktemp("chdb-data")))
     store.apply_ddl()

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from cluster.ports import free_port
-from cluster.settings import Settings
-from serve_app.http_app import ServiceHolder, build_app
-from serve_app.runtime import attach_observability, start_local
+from cluster.ops.local import start_local
+from cluster.ops.ports import free_port
+from schema.settings import Settings
+from serve_app.api.app import ServiceHolder, build_app
+from serve_app.runtime import attach_observability
 
 
 def processes_in(directory: str | os.PathLike) -> list[int]:

@@ -8,9 +8,9 @@ import pytest
 import redis
 import requests
 
-from cluster.transfer import export, import_kato, load, read_rows
+from cluster.ops.bench.workloads import standard_patterns
+from cluster.ops.transfer import export, import_kato, load, read_rows
 from schema.naming import kb_id_for, pattern_hash
-from serve_app.workloads import standard_patterns
 from tests.e2e.kato_client import KatoClient
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_load_is_resumable_and_never_learns_a_batch_twice(base_url, tmp_path):
 
     partial = tmp_path / "partial.jsonl"
     write_jsonl(partial, rows)
-    from cluster import transfer
+    from cluster.ops import transfer
 
     checkpoint = next(iter(tmp_path.glob("partial.jsonl.kato-load-*.json")), None)
     assert checkpoint is None
@@ -123,7 +123,7 @@ def test_import_kato_moves_and_verifies(base_url, chdb_store, embedded_redis):
 def test_cli_load_and_export_commands(base_url, tmp_path):
     from typer.testing import CliRunner
 
-    from cluster.cli import app
+    from cluster.ops.cli import app
 
     source = tmp_path / "cli.jsonl"
     write_jsonl(source, [{"events": [["c1"], ["c2"]], "frequency": 2}, {"events": [["c3", "c4"]]}])

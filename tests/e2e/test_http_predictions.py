@@ -11,7 +11,7 @@ import redis
 import requests
 
 from schema.naming import kb_id_for
-from serve_app.reference_kato import ReferenceKato
+from schema.rules.reference_kato import ReferenceKato
 from tests.e2e.kato_client import KatoClient
 
 pytestmark = pytest.mark.integration
@@ -210,7 +210,7 @@ def test_observe_time_predictions_equal_the_reference_whatever_changes_the_kb_ne
 
 
 def test_the_background_worker_settles_observe_time_predictions(base_url, embedded_redis):
-    from cluster.sessions_store import kb_pending_key, pending_key, predictions_key
+    from cluster.stores.sessions import kb_pending_key, pending_key, predictions_key
 
     k = KatoClient(base_url)
     k.learn_sequence([["bg1"], ["bg2"], ["bg3"]])
@@ -229,7 +229,7 @@ def test_the_background_worker_settles_observe_time_predictions(base_url, embedd
 def test_pending_records_are_told_apart_when_the_client_repeats_a_unique_id(base_url, embedded_redis, holder):
     """Observe-sequence items may carry the client's unique_id; a settler holding an older record must never
     take a newer, otherwise identical one for its own."""
-    from cluster.sessions_store import pending_key
+    from cluster.stores.sessions import pending_key
 
     k = KatoClient(base_url)
     r = redis.Redis.from_url(embedded_redis.url, decode_responses=True)

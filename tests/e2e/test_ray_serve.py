@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from cluster.launcher import running_pid, start_detached, stop_detached
-from cluster.settings import Settings
+from cluster.ops.launcher import running_pid, start_detached, stop_detached
+from schema.settings import Settings
 from tests.e2e.conftest import free_port, processes_in
 from tests.e2e.kato_client import KatoClient, assert_concurrent_observes_are_exact, assert_websocket_events
 from tests.e2e.test_http_predictions import replay
@@ -46,7 +46,7 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
     url, settings, process = ray_service
     assert requests.get(f"{url}/health").status_code == 200
     assert running_pid(settings.data_dir) == process.pid
-    out = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--url", url], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cluster.ops.cli", "status", "--url", url], capture_output=True,
                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert "shard-0 [buckets 0-32767]" in out.stdout and "shard-1 [buckets 32768-65535]" in out.stdout

@@ -73,7 +73,7 @@ def test_a_dead_lock_holder_does_not_block_the_session(base_url, embedded_redis)
     k = KatoClient(base_url)
     script = (
         "import os, signal, redis\n"
-        "from cluster.sessions_store import SessionStore\n"
+        "from cluster.stores.sessions import SessionStore\n"
         f"store = SessionStore(redis.Redis.from_url({embedded_redis.url!r}))\n"
         f"with store.lock({k.session_id!r}, timeout=2):\n"
         "    print('locked', flush=True)\n"
@@ -106,7 +106,7 @@ def test_sigterm_during_start_up_still_cleans_up(tmp_path, moment):
     SIGTERM used to leave the embedded Redis behind; one during ray.init met Ray's own handler)."""
     from tests.e2e.conftest import free_port, processes_in
 
-    process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+    process = subprocess.Popen([sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", str(tmp_path),
                                 "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True)
     reached = (lambda: processes_in(tmp_path)) if moment == "engines started" else \
@@ -128,7 +128,7 @@ def test_a_taken_port_is_one_clear_line_at_startup(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         for detach in ([], ["--detach"]):
-            result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+            result = subprocess.run([sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", str(tmp_path),
                                      "--port", str(port), *detach], capture_output=True, text=True, timeout=120,
                                     env={**os.environ, "PYTHONPATH": os.getcwd()})
             assert result.returncode == 1, detach
@@ -141,7 +141,7 @@ def test_unreachable_clickhouse_is_one_clear_line_at_startup(tmp_path):
     from tests.e2e.conftest import free_port
 
     dead = free_port()
-    result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", str(tmp_path),
                              "--store", f"http://127.0.0.1:{dead}", "--port", str(free_port())],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert result.returncode == 1
@@ -151,7 +151,8 @@ def test_unreachable_clickhouse_is_one_clear_line_at_startup(tmp_path):
 
 
 def test_clickhouse_connection_failures_become_store_unavailable():
-    from cluster.store import HttpStore, StoreUnavailable
+    from cluster.stores.clickhouse import HttpStore
+    from schema.errors import StoreUnavailable
     from tests.e2e.conftest import free_port
 
     with pytest.raises(StoreUnavailable, match="is unreachable"):
@@ -159,7 +160,7 @@ def test_clickhouse_connection_failures_become_store_unavailable():
 
 
 def test_an_unknown_ingress_is_one_clear_line_at_startup(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", str(tmp_path),
                              "--ingress", "nginx"], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert result.returncode == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from schema.learning import LearnedPattern
 from schema.naming import pattern_hash
-from serve_app.learning import LearnedPattern
 
 
 def vocabulary(size: int = 1000) -> list[str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from cluster.bench.check import failed_checks, parse_check
-from cluster.bench.report import PLOTS
-from cluster.bench.schema import RESULTS_SCHEMA
-from cluster.launcher import project_root
+from cluster.ops.bench.check import failed_checks, parse_check
+from cluster.ops.bench.report import PLOTS
+from cluster.ops.bench.schema import RESULTS_SCHEMA
+from cluster.ops.launcher import project_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,8 +23,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def bench(*args: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.bench", *args], cwd=project_root(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "cluster.ops.bench", "run", *args], cwd=project_root(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

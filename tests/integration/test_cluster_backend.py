@@ -6,18 +6,18 @@ import random
 
 import pytest
 
-from actors.placement import even_ranges
 from actors.shard import Shard
 from actors.stored_shard import StoredShard
-from cluster.redis_kb import RedisKB
+from cluster.stores.redis_kb import RedisKB
 from schema.api import ObservationData
 from schema.config import ServerDefaults, effective_config
+from schema.placement import even_ranges
+from schema.rules import session_logic
+from schema.rules.memory_backend import MemoryBackend
+from schema.rules.query import QueryOptions
 from schema.session import SessionState
-from serve_app import session_logic
 from serve_app.cluster_backend import ClusterBackend
-from serve_app.memory_backend import MemoryBackend
 from serve_app.predictor import LocalShards
-from serve_app.reference_engine import QueryOptions
 from tests.unit.test_predictor_differential import assert_same
 
 pytestmark = pytest.mark.integration

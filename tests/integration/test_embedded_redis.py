@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from cluster.embedded_redis import EmbeddedRedis, find_redis_server
-from cluster.engines import default_store_dsn, open_redis
-from cluster.redis_kb import RedisKB
-from cluster.sessions_store import SessionStore
-from serve_app.learning import make_pattern
+from cluster.ops.embedded_redis import EmbeddedRedis, find_redis_server, redis_or_embedded
+from cluster.stores.engines import default_store_dsn
+from cluster.stores.redis_kb import RedisKB
+from cluster.stores.sessions import SessionStore
+from schema.learning import make_pattern
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_redis_server_lookup_env(monkeypatch, tmp_path):
 
 
 def test_open_redis_defaults_to_embedded(tmp_path):
-    client, embedded = open_redis(None, tmp_path)
+    client, embedded = redis_or_embedded(None, tmp_path)
     try:
         assert embedded is not None and client.ping()
         assert client.set("k", "v") and client.get("k") == "v"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.pattern_rows import pattern_table
-from cluster.redis_kb import RedisKB
+from cluster.stores.redis_kb import RedisKB
+from schema.learning import make_pattern
 from schema.naming import kb_id_for
-from serve_app.learning import make_pattern
+from schema.pattern_rows import pattern_table
 from tests.integration.patterns_gen import random_patterns
 
 pytestmark = pytest.mark.integration

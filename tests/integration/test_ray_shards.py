@@ -9,13 +9,14 @@ import uuid
 
 import pytest
 
-from actors.placement import even_ranges
-from actors.ray_shard import RayShards, ShardUnavailable, start_shard_actors
-from cluster.redis_kb import RedisKB
+from actors.ray_shard import RayShards, start_shard_actors
+from cluster.ops.bench.workloads import standard_patterns, standard_queries
+from cluster.stores.redis_kb import RedisKB
+from schema.errors import ShardUnavailable
+from schema.learning import make_pattern
+from schema.placement import even_ranges
+from schema.rules.query import QueryOptions
 from serve_app.cluster_backend import ClusterBackend
-from serve_app.learning import make_pattern
-from serve_app.reference_engine import QueryOptions
-from serve_app.workloads import standard_patterns, standard_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster.redis_kb import RedisKB, glob_escape
+from cluster.stores.redis_kb import RedisKB, glob_escape
+from schema.learning import LearnedPattern, accumulate_metadata, make_pattern
 from schema.naming import pattern_hash
-from serve_app.corpus_metrics import PatternIntrinsics
-from serve_app.learning import LearnedPattern, accumulate_metadata, make_pattern
+from schema.rules.metrics import PatternIntrinsics
 
 pytestmark = pytest.mark.integration
 _ids = itertools.count()
@@ -241,7 +241,7 @@ def test_clear_kb_uses_literal_prefix(redis_client, make_kb_id):
 
 
 def test_repeated_learns_aggregate_like_separate_ones(redis_client, make_kb_id):
-    from serve_app.memory_kb import MemoryKB
+    from schema.rules.memory_kb import MemoryKB
 
     one_by_one, aggregated = make_kb_id("a"), make_kb_id("b")
     kb = RedisKB(redis_client)

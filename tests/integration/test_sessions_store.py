@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from cluster.sessions_store import (
+from cluster.stores.sessions import (
     ACTIVE_INDEX,
     SessionLockLost,
     SessionLockTimeout,

@@ -8,10 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from cluster.pattern_rows import PATTERN_SCHEMA, pattern_table
-from cluster.store import ChdbStore, ShardRange, StoreError
+from cluster.stores.clickhouse import ChdbStore, ShardRange
 from schema.ddl import migrations
-from serve_app.learning import make_pattern
+from schema.errors import StoreError
+from schema.learning import make_pattern
+from schema.pattern_rows import PATTERN_SCHEMA, pattern_table
 from tests.integration.patterns_gen import random_patterns
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import re
 import pyarrow as pa
 import pytest
 
-from cluster import store as store_module
-from cluster.pattern_rows import PATTERN_SCHEMA, pattern_table
-from cluster.store import HttpStore, open_pattern_store, parse_http_dsn
-from serve_app.learning import make_pattern
+from cluster.stores import clickhouse as store_module
+from cluster.stores.clickhouse import HttpStore, open_pattern_store, parse_http_dsn
+from schema.learning import make_pattern
+from schema.pattern_rows import PATTERN_SCHEMA, pattern_table
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from serve_app.reference_kato import ReferenceKato, ReferenceSession
+from schema.rules.reference_kato import ReferenceKato, ReferenceSession
 
 _counter = itertools.count()
 

@@ -1,6 +1,6 @@
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from cluster.ops.cli import app
 
 
 def test_demo_prints_predictions():
@@ -13,4 +13,11 @@ def test_demo_prints_predictions():
 def test_help_explains_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    assert "demo" in result.output and "bench-shards" in result.output
+    assert "demo" in result.output and "bench" in result.output
+
+
+def test_every_benchmark_is_a_bench_sub_command():
+    result = CliRunner().invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("run", "shards", "http", "storage"):
+        assert f"│ {command} " in result.output, result.output

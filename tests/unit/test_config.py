@@ -24,7 +24,7 @@ def test_invalid_values_are_rejected_per_key(update):
         validate_update(update)
     key = next(iter(update))
     assert set(info.value.errors) == {key}
-    detail = info.value.detail()
+    detail = info.value.detail
     assert detail["error"] == "Configuration validation failed"
     assert key in detail["validation_errors"][key]
 

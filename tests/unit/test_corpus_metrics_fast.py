@@ -1,4 +1,4 @@
-"""The vectorised ``corpus_metrics.score`` returns exactly what the readable ``_score_reference`` returns."""
+"""The vectorised ``scoring.score`` returns exactly what the readable ``metrics.score_reference`` returns."""
 
 from __future__ import annotations
 
@@ -7,23 +7,16 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.matching import CandidateMatch, extract
+from cluster.ops.bench.workloads import standard_patterns, standard_queries
 from schema.config import RANK_SORT_ALGOS
-from serve_app.corpus_metrics import (
-    _JOIN_SYMBOLS,
-    CorpusStats,
-    RankingOptions,
-    _plain_futures,
-    _score_reference,
-    _sha1_text,
-    future_key,
-    pattern_intrinsics,
-    score,
-)
-from serve_app.learning import make_pattern
-from serve_app.memory_kb import MemoryKB
-from serve_app.reference_engine import QueryOptions, match_candidates, weight_symbols
-from serve_app.workloads import standard_patterns, standard_queries
+from schema.learning import make_pattern
+from schema.rules.matching import CandidateMatch, extract
+from schema.rules.memory_kb import MemoryKB
+from schema.rules.metrics import CorpusStats, RankingOptions, future_key, pattern_intrinsics
+from schema.rules.metrics import score_reference as _score_reference
+from schema.rules.query import QueryOptions
+from schema.rules.reference import match_candidates, weight_symbols
+from schema.rules.scoring import _JOIN_SYMBOLS, _plain_futures, _sha1_text, score
 
 SYMBOLS = ["a", "b", "c", "d", "e", "ab", "abc", "x", "y", "é", "q'", 'q"', "back\\slash", ""]
 

@@ -37,9 +37,9 @@ from ray.autoscaler._private import util as autoscaler_util
 from ray.serve import schema as serve_schema
 from ray.serve.config import AutoscalingConfig
 
-from cluster.settings import Settings
-from cluster.store import parse_http_dsn
+from cluster.stores.clickhouse import parse_http_dsn
 from schema.config import ServerDefaults
+from schema.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KATO_NAME = re.compile(r"\bKATO_[A-Z0-9_]+")

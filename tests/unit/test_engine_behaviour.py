@@ -3,8 +3,8 @@
 import pytest
 
 from schema.config import RANK_SORT_ALGOS
-from serve_app.reference_kato import ReferenceKato
-from serve_app.session_logic import EmptySTMError
+from schema.errors import EmptySTMError
+from schema.rules.reference_kato import ReferenceKato
 from tests.unit.kato_helpers import by_name, learn_events, new_session, observe_events
 
 

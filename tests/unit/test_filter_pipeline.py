@@ -7,11 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.shard import Shard
-from serve_app.learning import make_pattern
-from serve_app.memory_kb import MemoryKB
+from cluster.ops.bench.workloads import near_duplicate_patterns
+from schema.learning import make_pattern
+from schema.rules.memory_kb import MemoryKB
+from schema.rules.query import FilterParams, QueryOptions
+from schema.rules.reference import pipeline_names, predict
 from serve_app.predictor import LocalShards, Predictor
-from serve_app.reference_engine import FilterParams, QueryOptions, pipeline_names, predict
-from serve_app.workloads import near_duplicate_patterns
 from tests.unit.test_predictor_differential import assert_same, build, corpora, events
 
 STAGES = ["minhash", "length", "jaccard", "bloom", "rapidfuzz"]

@@ -1,11 +1,11 @@
-"""The environment that selects how HTTP reaches the ingress replicas (``cluster.ingress``)."""
+"""The environment that selects how HTTP reaches the ingress replicas (``cluster.ops.ingress``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cluster.ingress import ingress_environment
-from cluster.ports import PORT_RANGE
+from cluster.ops.ingress import ingress_environment
+from cluster.ops.ports import PORT_RANGE
 
 
 def test_haproxy_mode_keeps_every_file_and_port_of_its_own():

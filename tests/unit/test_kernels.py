@@ -32,8 +32,8 @@ events_strategy = st.lists(st.lists(st.sampled_from("abcdef"), min_size=1, max_s
 @given(st.lists(events_strategy, min_size=1, max_size=8), events_strategy)
 def test_fields_kernel_equals_reference_extraction(patterns, stm):
     from actors.kernels import candidate_fields
-    from actors.matching import extract
     from actors.shard import Shard
+    from schema.rules.matching import extract
 
     shard = Shard()
     names = [f"p{i}" for i in range(len(patterns))]
@@ -104,9 +104,9 @@ def test_posting_scores_equal_the_token_kernel(patterns, stm, cutoff, batches):
        max_size=3), min_size=1, max_size=6), st.sampled_from([0.0, 0.1, 0.4]), st.booleans())
 def test_materialized_candidates_equal_the_reference_extraction(patterns, stm, cutoff, token_mode):
     """The shard's batched extraction gives exactly ``extract``'s fields, in the order asked."""
-    from actors.matching import extract
     from actors.shard import Shard
-    from serve_app.reference_engine import QueryOptions
+    from schema.rules.matching import extract
+    from schema.rules.query import QueryOptions
 
     shard = Shard()
     names = [f"p{i}" for i in range(len(patterns))]
@@ -132,8 +132,8 @@ fuzzy_events = st.lists(st.lists(st.sampled_from(["ab", "abc", "abd", "b", "c", 
 def test_fuzzy_fields_kernel_equals_reference_extraction(patterns, stm, threshold):
     """Fuzzy tokens, including state tokens the shard has never seen (negative ids) matching fuzzily first."""
     from actors.kernels import candidate_fields
-    from actors.matching import extract
     from actors.shard import Shard
+    from schema.rules.matching import extract
 
     shard = Shard()
     names = [f"p{i}" for i in range(len(patterns))]
@@ -155,9 +155,9 @@ def test_fuzzy_fields_kernel_equals_reference_extraction(patterns, stm, threshol
 def test_materialized_split_moves_a_straddled_first_event_into_the_present():
     """KATO's fix-up on the compact path: the first match sits in the last past event, which joins the
     present (``[a, b]`` below); without blocks the whole pattern is present."""
-    from actors.matching import extract
     from actors.shard import Shard
-    from serve_app.reference_engine import QueryOptions
+    from schema.rules.matching import extract
+    from schema.rules.query import QueryOptions
 
     patterns = [[["a", "b"], ["c"]], [["x", "a", "b"], ["y"], ["c", "d"]], [["q"], ["r"]]]
     shard = Shard()

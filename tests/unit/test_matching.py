@@ -3,7 +3,7 @@ import difflib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.matching import extract, matching_blocks, similarity, split_events
+from schema.rules.matching import extract, matching_blocks, similarity, split_events
 
 tokens = st.lists(st.sampled_from("abcdefg"), max_size=30)
 

@@ -1,4 +1,4 @@
-"""actors.minhash vs datasketch (legacy scheme = what KATO's datasketch 1.x stores) and CPython's hash."""
+"""schema.minhash vs datasketch (legacy scheme = what KATO's datasketch 1.x stores) and CPython's hash."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from datasketch import MinHash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import minhash as mh
-from actors.minhash import (
+from schema import minhash as mh
+from schema.minhash import (
     MAX_HASH,
     NUM_BUCKETS,
     band_keys,
@@ -213,7 +213,7 @@ def test_band_keys_regression_pin():
 
 
 def test_band_keys_stable_across_processes():
-    code = ("import numpy as np; from actors.minhash import band_keys, minhash_signatures;"
+    code = ("import numpy as np; from schema.minhash import band_keys, minhash_signatures;"
             "print(band_keys(minhash_signatures([['a', 'b', 'é']]))[0].tolist())")
     outs = set()
     for hashseed in ("0", "12345"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from cluster.ports import PORT_RANGE, free_port, free_ports
+from cluster.ops.ports import PORT_RANGE, free_port, free_ports
 
 
 def test_ports_are_distinct_bindable_and_outside_the_ephemeral_range():

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.placement import even_ranges, owners, pattern_buckets
 from actors.shard import Shard
 from schema.config import RANK_SORT_ALGOS
-from serve_app.learning import make_pattern
-from serve_app.memory_kb import MemoryKB
+from schema.learning import make_pattern
+from schema.placement import even_ranges, owners, pattern_buckets
+from schema.rules.memory_kb import MemoryKB
+from schema.rules.query import QueryOptions
+from schema.rules.reference import predict
 from serve_app.predictor import LocalShards, Predictor
-from serve_app.reference_engine import QueryOptions, predict
 
 SYMBOLS = ["a", "b", "c", "d", "e", "ab", "abc", "abd", "bcd", "x"]
 events = st.lists(st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=3).map(sorted), min_size=1, max_size=5)

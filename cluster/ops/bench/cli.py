@@ -1,0 +1,134 @@
+"""``kato-cluster bench ...``: every benchmark of the project, as sub-commands of one CLI.
+
+``run`` is the full runner (ingest, latency and throughput, observe/learn, recall, memory, with the baselines side
+by side; results.json, results.md, plots); ``shards``, ``http`` and ``storage`` time one layer each and print
+their figures.
+
+Load generation: the prediction load comes from Ray tasks, one session each. A service started by
+``start_detached`` runs its Ray cluster inside another process, which a driver cannot join, so by default
+the benchmark starts a private local Ray (``num_cpus`` = the highest concurrency) next to it; with
+``--ray-address auto`` (or ``host:port``) it joins an existing Ray cluster instead and the tasks are
+spread over its nodes (``SPREAD`` scheduling), all calling ``--url``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from cluster.ops.bench.workloads import WORKLOADS
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise typer.BadParameter(f"{name} must be comma-separated integers, got {text!r}") from error
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{name} needs positive integers, got {text!r}")
+    return values
+
+
+bench_app = typer.Typer(help="Benchmarks: the full runner and one per layer.", no_args_is_help=True)
+
+
+@bench_app.command("run")
+def bench(
+    url: str = typer.Option(None, "--url", help="A running service; default: start one (temp data dir) and stop "
+                                                "it at the end."),
+    patterns: str = typer.Option("10000", "--patterns", help="Corpus sizes N[,N...]; each in its own node id."),
+    queries: int = typer.Option(200, "--queries", min=1, help="Prediction queries per corpus size."),
+    concurrency: str = typer.Option("1,4", "--concurrency", help="Concurrent clients C[,C...] (Ray tasks)."),
+    shards: int = typer.Option(2, "--shards", min=1, help="Shard actors of the service it starts."),
+    workload: str = typer.Option("standard", "--workload", help="standard | zipf | neardup."),
+    out: Path = typer.Option(Path("./bench-out"), "--out", help="Directory for results.json, results.md, PNGs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every workload and query choice."),
+    check: list[str] = typer.Option(None, "--check", help="Threshold metric<=value or metric>=value on "
+                                                          "results.json paths (repeatable), e.g. "
+                                                          "predictions.p50_ms<=25; exit 1 if any fails."),
+    skip_baselines: bool = typer.Option(False, "--skip-baselines", help="Skip the reference engine and "
+                                                                         "MinHashLSH baselines."),
+    reference_queries: int = typer.Option(5, "--reference-queries", min=1,
+                                          help="Queries timed on the reference engine and compared with HTTP."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster ('auto' or host:port) "
+                                                                "for the load tasks; default: a private local Ray."),
+    results: Path = typer.Option(None, "--results", help="Only evaluate --check against this results.json "
+                                                         "(no run)."),
+) -> None:
+    """Benchmark ingest, predictions (latency, throughput), observe/learn, minhash recall and memory, with the
+    reference engine and datasketch MinHashLSH side by side; write results.json, results.md and plots."""
+    from cluster.ops.bench.check import failed_checks, parse_check
+
+    try:
+        checks = [parse_check(c) for c in check or []]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--check") from error
+    if results is not None:
+        document = json.loads(results.read_text())
+    else:
+        if workload not in WORKLOADS:
+            raise typer.BadParameter(f"choose one of {', '.join(WORKLOADS)}", param_hint="--workload")
+        document = _run(url, _ints(patterns, "--patterns"), queries, _ints(concurrency, "--concurrency"), shards,
+                        workload, out, seed, skip_baselines, reference_queries, ray_address)
+    failures = failed_checks(document, checks)
+    for failure in failures:
+        typer.echo(f"check failed: {failure}", err=True)
+    if failures:
+        raise typer.Exit(1)
+    if checks:
+        typer.echo(f"all {len(checks)} checks hold")
+
+
+def _run(url: str | None, patterns: list[int], queries: int, concurrency: list[int], shards: int, workload: str,
+         out: Path, seed: int, skip_baselines: bool, reference_queries: int, ray_address: str | None) -> dict:
+    from cluster.ops.bench.report import write_outputs
+    from cluster.ops.bench.runner import BenchOptions, run_benchmark
+    from cluster.ops.launcher import project_root
+
+    opts = BenchOptions(url=url, patterns=patterns, queries=queries, concurrency=concurrency, shards=shards,
+                        workload=workload, seed=seed, skip_baselines=skip_baselines,
+                        reference_queries=reference_queries, ray_address=ray_address)
+    document = run_benchmark(opts, project_root())
+    for path in write_outputs(document, out):
+        typer.echo(f"wrote {path}")
+    typer.echo((out / "results.md").read_text())
+    return document
+
+
+@bench_app.command("shards")
+def shards_command(patterns: int = typer.Option(100_000, help="Corpus size of the standard workload."),
+                   shards: int = typer.Option(2, help="In-process shards."),
+                   queries: int = typer.Option(200, help="Prediction queries to time."),
+                   reference_queries: int = typer.Option(3, help="Queries timed on the reference engine.")) -> None:
+    """The sharded predictor in process against the reference engine, on KATO's standard workload."""
+    from cluster.ops.bench.shards import ShardsBench, main
+
+    main(ShardsBench(patterns, shards, queries, reference_queries))
+
+
+@bench_app.command("http")
+def http_command(url: str = typer.Option(None, help="A running service; default: start one (embedded engines)."),
+                 patterns: int = typer.Option(100_000, help="Patterns to bulk-load first (0: use what is there)."),
+                 queries: int = typer.Option(200, help="Prediction queries to time."),
+                 shards: int = typer.Option(2, help="Shards of the service it starts."),
+                 port: int = typer.Option(8765, help="Port of the service it starts."),
+                 node: str = typer.Option("bench_node", help="Node id the patterns are learned into."),
+                 seed: int = typer.Option(0, help="Seed of the workload.")) -> None:
+    """HTTP end to end: bulk load, then observe and predictions latency, and the HTTP path's own cost."""
+    from cluster.ops.bench.http_latency import HttpBench, main
+
+    main(HttpBench(url, patterns, queries, shards, port, node, seed))
+
+
+@bench_app.command("storage")
+def storage_command(patterns: int = typer.Option(100_000, help="Patterns to insert."),
+                    batch: int = typer.Option(100_000, help="Patterns per chdb insert."),
+                    redis_batch: int = typer.Option(5_000, help="Patterns per Redis learn batch."),
+                    redis_patterns: int = typer.Option(None, help="Patterns learned into Redis (default: --patterns).")
+                    ) -> None:
+    """The engines alone: chdb inserts and range reads, batched Redis statistics."""
+    from cluster.ops.bench.storage import StorageBench, main
+
+    main(StorageBench(patterns, batch, redis_batch, redis_patterns))

@@ -1,0 +1,153 @@
+"""The ``kato-cluster`` command: run the service, inspect it, and benchmark it."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="kato-cluster: a KATO-compatible pattern memory and prediction service on Ray.",
+                  no_args_is_help=True)
+
+DATA_DIR = typer.Option("./data", "--data-dir", help="Where the embedded engines keep their data.")
+
+
+@app.command()
+def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_PORT; default 8000]."),
+       host: str = typer.Option(None, help="Interface to bind [env KATO_HOST; default 127.0.0.1, loopback]."),
+       shards: int = typer.Option(None, help="Number of shard actors (bucket ranges) [env KATO_SHARDS; default 2]."),
+       data_dir: str = typer.Option(None, "--data-dir", help="Where the embedded engines keep their data "
+                                                             "[env KATO_DATA_DIR; default ./data]."),
+       store: str = typer.Option(None, help="ClickHouse DSN (http://host:8123); default: embedded chdb."),
+       redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
+       ingress: str = typer.Option(None, help="How HTTP reaches the replicas: haproxy (Serve's HAProxy) or proxy "
+                                              "(Serve's proxy actor) [env KATO_INGRESS; default haproxy]."),
+       detach: bool = typer.Option(False, help="Run in the background; return once /health answers.")) -> None:
+    """Start the engines, a local Ray cluster, the shards and the HTTP API. Ctrl-C stops everything."""
+    from cluster.ops.launcher import run_service, start_detached
+    from schema.errors import LauncherError
+    from schema.settings import Settings
+
+    settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis,
+                                 ingress=ingress)
+    try:
+        if detach:
+            process = start_detached(settings)
+            typer.echo(f"kato-cluster is serving on http://{settings.host}:{settings.port} (pid {process.pid}); "
+                       f"stop it with: kato-cluster down --data-dir {settings.data_dir}")
+        else:
+            run_service(settings, on_ready=typer.echo)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def down(data_dir: str = DATA_DIR) -> None:
+    """Stop the detached service that owns DATA_DIR (it stops everything it started)."""
+    from cluster.ops.launcher import stop_detached
+    from schema.errors import LauncherError
+
+    try:
+        pid = stop_detached(data_dir)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"stopped the service (pid {pid})")
+
+
+@app.command()
+def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a running service.")) -> None:
+    """Shards, bucket ranges, patterns per shard and KB, index memory, store and Redis health."""
+    import requests
+
+    try:
+        health = requests.get(f"{url}/health", timeout=5).json()
+        body = requests.get(f"{url}/status", timeout=5).json()
+    except requests.RequestException as error:
+        typer.echo(f"error: no service answers at {url} ({error.__class__.__name__})", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"service {body.get('base_processor_id')} at {url}: {health.get('status')}, "
+               f"uptime {body.get('uptime_seconds', 0):.0f} s, active sessions {health.get('active_sessions')}")
+    for issue in health.get("issues", []):
+        typer.echo(f"  issue: {issue}")
+    for shard in body.get("processors", {}).get("processors", []):
+        kbs = ", ".join(f"{kb}={n}" for kb, n in sorted(shard.get("patterns_per_kb", {}).items())) or "empty"
+        typer.echo(f"  {shard['processor_id']} [{shard['node_id']}]: {kbs}; "
+                   f"index {shard.get('index_bytes', 0) / 1e6:.1f} MB")
+    for name, ok in body.get("engines", {}).items():
+        typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
+
+
+URL = typer.Option("http://127.0.0.1:8000", "--url", help="Base URL of the running service.")
+
+
+@app.command()
+def load(file: str = typer.Argument(..., help="JSON lines or Parquet: events, emotives, metadata, frequency."),
+         node: str = typer.Option(..., "--node", help="Node id whose knowledge base receives the patterns."),
+         url: str = URL,
+         batch: int = typer.Option(2000, help="Patterns per request.")) -> None:
+    """Bulk-learn patterns from FILE through the batch path (resumable; shows progress and the rate)."""
+    from cluster.ops.transfer import load as run_load
+
+    report = run_load(url.rstrip("/"), file, node, batch)
+    resumed = f", resumed after row {report.resumed_from}" if report.resumed_from else ""
+    typer.echo(f"loaded {report.rows} rows ({report.learns} learns, {report.new_patterns} new patterns, "
+               f"{report.skipped_rows} skipped) in {report.seconds:.1f} s = {report.rate:,.0f} rows/s{resumed}")
+
+
+@app.command()
+def export(node: str = typer.Option(..., "--node", help="Node id to export."),
+           file: str = typer.Argument(..., help="Output file: .jsonl or .parquet."),
+           url: str = URL) -> None:
+    """Write every pattern of NODE to FILE (the inverse of load)."""
+    from cluster.ops.transfer import export as run_export
+
+    typer.echo(f"exported {run_export(url.rstrip('/'), node, file)} patterns to {file}")
+
+
+@app.command("import-kato")
+def import_kato(clickhouse: str = typer.Option(..., "--clickhouse", help="KATO's ClickHouse (http://host:8123 "
+                                                                         "or chdb:///path)."),
+                redis_url: str = typer.Option(..., "--redis", help="KATO's Redis URL."),
+                nodes: list[str] = typer.Option(None, "--node", help="Only these nodes (repeatable); default all."),
+                table: str = typer.Option("kato.patterns_data", help="KATO's patterns table."),
+                url: str = URL) -> None:
+    """Migrate a KATO 3.x deployment (patterns and {kb_id}:* Redis keys) into this cluster and verify it."""
+    import redis
+
+    from cluster.ops.transfer import import_kato as run_import
+    from cluster.stores.clickhouse import open_pattern_store
+
+    store = open_pattern_store(clickhouse)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        reports = run_import(url.rstrip("/"), store, client, nodes or None, table)
+    finally:
+        store.close()
+        client.close()
+    failed = 0
+    for r in reports:
+        failed += not r.verified
+        typer.echo(f"{r.kb_id}: {r.patterns} patterns, {r.keys} Redis keys, "
+                   f"{'verified' if r.verified else 'CHECKSUM MISMATCH'} (sha1 {r.target_checksum[:12]})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """Learn a few sequences in-process and print KATO's predictions (no services needed)."""
+    from cluster.ops.demo import main
+
+    main()
+
+
+def _register_bench() -> None:
+    from cluster.ops.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
+
+_register_bench()
+
+if __name__ == "__main__":
+    app()

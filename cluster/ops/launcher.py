@@ -1,0 +1,235 @@
+"""Start and stop a whole service: engines, a local Ray cluster, the shard actors and the Serve app.
+
+``run_service`` blocks until SIGINT/SIGTERM and then stops everything it started; ``start_detached`` runs it
+in a background process that owns the data directory (pid file ``kato.pid``), ``stop_detached`` ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from cluster.ops.ingress import check_ingress_mode, ingress_environment
+from schema.errors import LauncherError
+from schema.settings import Settings
+
+PID_FILE = "kato.pid"
+LOG_FILE = "kato.log"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(data_dir: str) -> int | None:
+    path = Path(data_dir) / PID_FILE
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+    except ValueError:
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def project_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def start_ray(namespace: str, stop: threading.Event) -> None:
+    """``ray.init`` with our stop handlers kept. Ray replaces the Python SIGTERM handler with one raising
+    ``SystemExit`` wherever the main thread is (one landing in Ray's native callbacks was swallowed there: the
+    stop was lost and the service ran on), so it may not while it starts; and its core worker installs a
+    native handler that ends the process without clean-up, so ours go back on afterwards."""
+    import ray
+    import ray._private.utils as ray_utils
+
+    replace = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda _handler: None
+    try:
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=namespace,
+                 log_to_driver=False, configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+    finally:
+        ray_utils.set_sigterm_handler = replace
+    _stop_on_signals(stop)
+
+
+def run_service(settings: Settings, on_ready=print) -> None:
+    """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
+    check_ingress(settings)
+    check_port_free(settings.host, settings.port)
+    check_engines(settings)
+    import ray
+    from ray import serve
+
+    from actors.ray_shard import start_shard_actors
+    from cluster.ops.embedded_redis import redis_or_embedded
+    from schema.placement import even_ranges
+    from serve_app.deployment import ingress_application
+
+    os.makedirs(settings.data_dir, exist_ok=True)
+    if (pid := running_pid(settings.data_dir)) is not None and pid != os.getpid():
+        raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}; run `kato-cluster down` first")
+    pid_path = Path(settings.data_dir) / PID_FILE
+    pid_path.write_text(str(os.getpid()))
+    stop = threading.Event()
+    _stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
+    client, embedded, shard_handles = None, None, []
+    ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
+    try:
+        client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
+        redis_url = embedded.url if embedded is not None else str(settings.redis)
+        os.environ.update(ingress_environment(settings.ingress, ingress_dir))  # inherited by Ray's processes
+        try:
+            start_ray(settings.namespace, stop)
+            ranges = even_ranges(settings.shards)
+            # Detached: Serve replicas run in another job and can only look up detached named actors.
+            shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
+                                               [settings.shard_store_dsn(r.shard_id) for r in ranges],
+                                               settings.namespace, detached=True)
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
+        except SystemExit:  # a stop Ray turned into an exit while it started: clean up as after ours
+            stop.set()
+        if not stop.is_set():
+            on_ready(f"kato-cluster is serving on http://{settings.host}:{settings.port} "
+                     f"({settings.shards} shards, data in {settings.data_dir})")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        for handle in shard_handles:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if client is not None:
+            client.close()
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(ingress_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            pid_path.unlink()
+
+
+def check_ingress(settings: Settings) -> None:
+    try:
+        check_ingress_mode(settings.ingress)
+    except ValueError as error:
+        raise LauncherError(str(error)) from error
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast when another process listens on the service's port: the readiness check would otherwise be
+    answered by that process."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise LauncherError(f"port {port} on {host} is already in use ({error.strerror})") from error
+
+
+def check_engines(settings: Settings) -> None:
+    """Fail fast, in one line, when a configured ClickHouse server or Redis cannot be reached."""
+    import redis
+
+    from cluster.stores.clickhouse import open_pattern_store
+    from schema.errors import StoreUnavailable
+
+    if settings.store and not settings.store.startswith("chdb:"):
+        driver_log = logging.getLogger("clickhouse_connect")
+        level = driver_log.level
+        driver_log.setLevel(logging.CRITICAL)  # the one-line error below says it all
+        try:
+            open_pattern_store(settings.store).close()
+        except StoreUnavailable as error:
+            raise LauncherError(str(error)) from error
+        finally:
+            driver_log.setLevel(level)
+    if settings.redis:
+        try:
+            redis.Redis.from_url(settings.redis, socket_connect_timeout=3).ping()
+        except redis.RedisError as error:
+            raise LauncherError(f"Redis at {settings.redis} is unreachable: {error}") from error
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise LauncherError(f"the service exited with code {process.returncode}; see its log")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise LauncherError(f"the service did not answer {url}/health within {timeout:.0f} s")
+
+
+def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Popen:
+    """Start ``kato-cluster up`` in the background, return once it answers ``/health``."""
+    check_ingress(settings)
+    os.makedirs(settings.data_dir, exist_ok=True)
+    if (pid := running_pid(settings.data_dir)) is not None:
+        raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}")
+    check_port_free(settings.host, settings.port)
+    args = [sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", settings.data_dir,
+            "--port", str(settings.port), "--host", settings.host, "--shards", str(settings.shards),
+            "--ingress", settings.ingress]
+    if settings.store:
+        args += ["--store", settings.store]
+    if settings.redis:
+        args += ["--redis", settings.redis]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [project_root(), os.environ.get("PYTHONPATH")]))}
+    log = open(Path(settings.data_dir) / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, env=env)
+    log.close()
+    try:
+        wait_healthy(f"http://{settings.host}:{settings.port}", timeout, process)
+    except LauncherError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        raise
+    return process
+
+
+def stop_detached(data_dir: str, timeout: float = 90.0) -> int:
+    """SIGTERM the service that owns ``data_dir`` and wait for it to finish; returns its pid."""
+    pid = running_pid(os.path.abspath(data_dir))
+    if pid is None:
+        raise LauncherError(f"no running service owns {os.path.abspath(data_dir)}")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return pid

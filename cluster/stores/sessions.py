@@ -1,0 +1,333 @@
+"""Sessions in Redis as KATO keeps them (spec §3.6, §4.4), plus a cluster-wide per-session lock (§4.5).
+
+- ``kato:session:{id}``: the session JSON; the key's TTL is the session's expiry (authoritative; the JSON's
+  ``expires_at`` is refreshed on save/extend only).
+- ``kato:session:_active_index``: SET of session ids, pruned of ids whose key expired when counting.
+- ``kato:session:node:{node_id}:active``: the node's current session id (get-or-create), same TTL.
+- ``kato:session_predictions:{id}``: the session's observe-time predictions (shown by cognition-data), same
+  TTL. KATO keeps them inside the session JSON; apart, the operations that do not touch them (every one but
+  observe, learn, clear-stm and cognition-data) neither parse nor rewrite them.
+- ``kato:session_pending_predictions:{id}``: an observe's predictions not computed yet (what to compute them
+  from: kb_id, STM, config, unique_id, a record id), same TTL; replaced by the predictions once settled
+  (``serve_app.pending_predictions``). ``kato:kb_pending_predictions:{kb_id}``: SET of the session ids that
+  may hold one for that KB, so a change to the KB settles them first.
+
+Expired vs gone: Redis drops an expired key, so a record that is "expired but not yet reaped" cannot be
+seen. ``exists`` reports ``expired=True`` for an id still in the active index whose key has expired
+(we knew it, its TTL ran out) and ``expired=False`` for an id that was deleted or never existed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import redis
+
+from schema.errors import SessionLockLost, SessionLockTimeout
+
+SESSION_PREFIX = "kato:session:"
+PREDICTIONS_PREFIX = "kato:session_predictions:"
+PENDING_PREFIX = "kato:session_pending_predictions:"
+KB_PENDING_PREFIX = "kato:kb_pending_predictions:"
+ACTIVE_INDEX = "kato:session:_active_index"
+LOCK_PREFIX = "kato:lock:session:"
+DEFAULT_TTL_SECONDS = 3600
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Store the settled predictions only if the pending record is still the one they were computed from (a later
+# observe or a clear-stm may have replaced it meanwhile).
+_SETTLE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl > 0 then
+    redis.call('set', KEYS[2], ARGV[2], 'PX', ttl)
+else
+    redis.call('set', KEYS[2], ARGV[2])
+end
+redis.call('del', KEYS[1])
+redis.call('srem', KEYS[3], ARGV[3])
+return 1
+"""
+# Forget a session in a KB's pending set only while it has nothing pending (an observe may add one at any time).
+_FORGET_SETTLED = """
+if redis.call('exists', KEYS[1]) == 0 then
+    return redis.call('srem', KEYS[2], ARGV[1])
+end
+return 0
+"""
+
+
+def session_key(session_id: str) -> str:
+    return f"{SESSION_PREFIX}{session_id}"
+
+
+def is_session_id(session_id: str) -> bool:
+    """Whether ``session_id`` could name a session: ids never contain ':' nor start with '_', so the other keys
+    under ``kato:session:`` (the active index, the node pointers) are never read, reported or deleted as one."""
+    return bool(session_id) and ":" not in session_id and not session_id.startswith("_")
+
+
+def predictions_key(session_id: str) -> str:
+    return f"{PREDICTIONS_PREFIX}{session_id}"
+
+
+def pending_key(session_id: str) -> str:
+    return f"{PENDING_PREFIX}{session_id}"
+
+
+def kb_pending_key(kb_id: str) -> str:
+    return f"{KB_PENDING_PREFIX}{kb_id}"
+
+
+def node_active_key(node_id: str) -> str:
+    return f"{SESSION_PREFIX}node:{node_id}:active"
+
+
+_APART = ("predictions", "pending_predictions")  # stored beside the session JSON, not in it
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class SessionStore:
+    def __init__(self, client: redis.Redis, default_ttl: int = DEFAULT_TTL_SECONDS) -> None:
+        self.client = client
+        self.default_ttl = default_ttl
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._settle = client.register_script(_SETTLE)
+        self._forget_settled = client.register_script(_FORGET_SETTLED)
+
+    # -------------------------------------------------------------- lifecycle
+    def create(self, node_id: str, ttl_seconds: int | None = None, session_id: str | None = None,
+               **fields: Any) -> dict[str, Any]:
+        """A fresh session record (KATO's fields; ``fields`` override defaults), stored with its TTL."""
+        ttl = int(ttl_seconds if ttl_seconds is not None else self.default_ttl)
+        now = _now()
+        session: dict[str, Any] = {
+            "session_id": session_id or f"session-{uuid.uuid4().hex}",
+            "node_id": node_id,
+            "created_at": now.isoformat(),
+            "last_accessed": now.isoformat(),
+            "expires_at": (now + timedelta(seconds=ttl)).isoformat(),
+            "ttl_seconds": ttl,
+            "stm": [],
+            "emotives_accumulator": [],
+            "metadata_accumulator": [],
+            "time": 0,
+            "percept_data": {},
+            "predictions": [],
+            "session_config": {},
+            "metadata": {},
+            "access_count": 0,
+            "max_stm_size": 1000,
+            "max_emotives_size": 1000,
+            "max_metadata_size": 1000,
+        }
+        session.update(fields)
+        self.save(session)
+        return session
+
+    def save(self, session: dict[str, Any]) -> None:
+        """Store the record and reset its expiry to now + its own ``ttl_seconds``. A ``pending_predictions``
+        record replaces the stored predictions; else ``predictions`` are written when present and not None;
+        otherwise the stored ones (or the pending record) are kept."""
+        ttl = int(session.get("ttl_seconds") or self.default_ttl)
+        now = _now()
+        session["last_accessed"] = now.isoformat()
+        session["expires_at"] = (now + timedelta(seconds=ttl)).isoformat()
+        sid = session["session_id"]
+        predictions = session.get("predictions")
+        pending = session.get("pending_predictions")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k not in _APART}), ex=ttl)
+        if pending is not None:
+            pipe.set(pending_key(sid), json.dumps(pending), ex=ttl)
+            pipe.delete(predictions_key(sid))
+            pipe.sadd(kb_pending_key(pending["kb_id"]), sid)
+        elif predictions is not None:
+            pipe.set(predictions_key(sid), orjson.dumps(predictions), ex=ttl)  # floats, names, symbols only
+            pipe.delete(pending_key(sid))
+        else:
+            pipe.expire(predictions_key(sid), ttl)
+            pipe.expire(pending_key(sid), ttl)
+        pipe.sadd(ACTIVE_INDEX, sid)
+        pipe.set(node_active_key(session["node_id"]), sid, ex=ttl)
+        pipe.execute()
+
+    def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
+        """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
+        ``predictions`` is in the record only ``with_predictions``."""
+        if not is_session_id(session_id):
+            return None
+        if with_predictions:
+            raw, raw_predictions = self.client.mget([session_key(session_id), predictions_key(session_id)])
+        else:
+            raw, raw_predictions = self.client.get(session_key(session_id)), None
+        if raw is None:
+            return None
+        session = json.loads(_text(raw))
+        if with_predictions:
+            session["predictions"] = orjson.loads(raw_predictions) if raw_predictions is not None else []
+        if touch:
+            ttl = int(session.get("ttl_seconds") or self.default_ttl)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.expire(session_key(session_id), ttl)
+            pipe.expire(predictions_key(session_id), ttl)
+            pipe.expire(pending_key(session_id), ttl)
+            pipe.execute()
+        return session
+
+    def delete(self, session_id: str) -> bool:
+        if not is_session_id(session_id):
+            return False
+        raw = self.client.get(session_key(session_id))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(session_key(session_id))
+        pipe.srem(ACTIVE_INDEX, session_id)
+        pipe.delete(predictions_key(session_id))
+        pipe.delete(pending_key(session_id))
+        deleted = bool(pipe.execute()[0])
+        if raw is not None:  # drop the node pointer only if it still points at this session
+            node_key = node_active_key(json.loads(_text(raw))["node_id"])
+            self._release(keys=[node_key], args=[session_id])
+        return deleted
+
+    def exists(self, session_id: str) -> dict[str, bool]:
+        """``{"exists", "expired"}`` as ``/sessions/{id}/exists`` reports it (see module doc); no touch."""
+        if not is_session_id(session_id):
+            return {"exists": False, "expired": False}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(session_key(session_id))
+        pipe.sismember(ACTIVE_INDEX, session_id)
+        present, indexed = pipe.execute()
+        return {"exists": bool(present), "expired": bool(not present and indexed)}
+
+    def extend(self, session_id: str, ttl_seconds: int) -> bool:
+        """Set this session's expiry to now + ``ttl_seconds`` (its stored ``ttl_seconds`` is unchanged)."""
+        if not is_session_id(session_id):
+            return False
+        raw = self.client.get(session_key(session_id))
+        if raw is None:
+            return False
+        session = json.loads(_text(raw))
+        session["expires_at"] = (_now() + timedelta(seconds=int(ttl_seconds))).isoformat()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
+        pipe.expire(predictions_key(session_id), int(ttl_seconds))
+        pipe.expire(pending_key(session_id), int(ttl_seconds))
+        pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
+        pipe.execute()
+        return True
+
+    # ------------------------------------------------------ pending predictions
+    def pending(self, session_id: str) -> str | None:
+        """The session's pending-predictions record as stored (JSON text), or None."""
+        raw = self.client.get(pending_key(session_id)) if is_session_id(session_id) else None
+        return None if raw is None else _text(raw)
+
+    def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]]) -> bool:
+        """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile."""
+        kb_id = json.loads(pending)["kb_id"]
+        return bool(self._settle(keys=[pending_key(session_id), predictions_key(session_id), kb_pending_key(kb_id)],
+                                 args=[pending, orjson.dumps(predictions), session_id]))
+
+    def pending_sessions(self, kb_id: str) -> list[str]:
+        return sorted(_text(sid) for sid in self.client.smembers(kb_pending_key(kb_id)))
+
+    def forget_settled(self, kb_id: str, session_id: str) -> None:
+        self._forget_settled(keys=[pending_key(session_id), kb_pending_key(kb_id)], args=[session_id])
+
+    def active_for_node(self, node_id: str) -> str | None:
+        """The node's current session id if that session is still alive."""
+        sid = self.client.get(node_active_key(node_id))
+        if sid is None:
+            return None
+        sid = _text(sid)
+        return sid if self.client.exists(session_key(sid)) else None
+
+    def count(self) -> int:
+        """Live sessions; ids whose key has expired are pruned from the index first."""
+        ids = [_text(i) for i in self.client.sscan_iter(ACTIVE_INDEX, count=1000)]
+        if not ids:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.exists(session_key(sid))
+        alive = pipe.execute()
+        dead = [sid for sid, ok in zip(ids, alive) if not ok]
+        if dead:
+            self.client.srem(ACTIVE_INDEX, *dead)
+        return len(ids) - len(dead)
+
+    # ------------------------------------------------------------------- lock
+    @contextmanager
+    def lock(self, session_id: str, timeout: float = 10.0, blocking_timeout: float | None = None,
+             renew: bool = True) -> Iterator[str]:
+        """Cluster-wide mutual exclusion on one session, from any process.
+
+        ``timeout`` is the lease: a holder that dies releases it after that many seconds; a live holder
+        renews it every third of the lease (unless ``renew`` is False), so long operations (a big
+        observe-sequence) keep it. Acquisition
+        waits at most ``blocking_timeout`` (default ``timeout``) and then raises ``SessionLockTimeout``.
+        Release deletes the key only if it still holds our token (a lease that ran out is not stolen back).
+        """
+        key = f"{LOCK_PREFIX}{session_id}"
+        token = secrets.token_hex(16)
+        lease_ms = max(1, int(timeout * 1000))
+        deadline = time.monotonic() + (timeout if blocking_timeout is None else blocking_timeout)
+        pause = 0.002
+        while not self.client.set(key, token, nx=True, px=lease_ms):
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(f"session {session_id!r} is locked by another request")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        released = False
+        stop = threading.Event()
+
+        def keep_alive() -> None:
+            while not stop.wait(timeout / 3):
+                try:
+                    if not self._renew(keys=[key], args=[token, lease_ms]):
+                        return
+                except redis.RedisError:
+                    return
+
+        if renew:
+            threading.Thread(target=keep_alive, name=f"lock-renew-{session_id[:16]}", daemon=True).start()
+        try:
+            yield token
+        finally:
+            stop.set()
+            released = bool(self._release(keys=[key], args=[token]))
+        if not released:
+            raise SessionLockLost(f"lock lease on session {session_id!r} expired while held")
+

@@ -1,0 +1,168 @@
+"""What observe, learn and observe-sequence do to a session (spec §1.2–§1.10), independent of storage.
+
+The knowledge base is reached through ``KnowledgeBackend``: the in-memory reference, or the cluster.
+Project stances (spec §8): observe-time predictions use the session config (Q4), learn resets the
+accumulators (Q5), auto-learn uses them (Q6), the session's ``persistence`` is honoured (Q2).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from schema.api import ObservationData, ObservationSequenceRequest
+from schema.errors import EmptySTMError, VectorLengthError
+from schema.events import build_event, cap_stm
+from schema.learning import LearnedPattern, average_emotives, make_pattern
+from schema.naming import PATTERN_PREFIX, vector_lengths_match, vector_name
+from schema.rules.query import QueryOptions
+from schema.session import SessionState
+
+
+class KnowledgeBackend(Protocol):
+    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int) -> None: ...
+
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+
+    def vector_symbols(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
+        """The observation's own symbol plus the names of the nearest stored vectors."""
+        ...
+
+
+def _capped(entries: list, limit: int) -> list:
+    return entries[-limit:] if len(entries) > limit else entries
+
+
+def learn(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str) -> str:
+    """Explicit learn: the whole STM; returns ``PTRN|<hash>`` or ``""``. STM and accumulators are reset."""
+    if not state.stm:
+        raise EmptySTMError("Cannot learn from empty STM")
+    return _learn_stm(state, config, backend, kb_id) or ""
+
+
+def settle_own_predictions(state: SessionState, backend: KnowledgeBackend) -> None:
+    """Compute the session's pending observe-time predictions now (before anything changes the KB)."""
+    pending = state.pending_predictions
+    if pending is not None:
+        state.predictions, _ = backend.predict(pending["kb_id"], pending["stm"],
+                                               QueryOptions.from_config(pending["config"]))
+        state.pending_predictions = None
+
+
+def _learn_stm(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str
+               ) -> str | None:
+    settle_own_predictions(state, backend)  # KATO computed them at observe time, before this learn
+    pattern = make_pattern(state.stm, state.emotives_accumulator, state.metadata_accumulator)
+    state.stm = []
+    state.emotives_accumulator = []
+    state.metadata_accumulator = []
+    if pattern is None:
+        return None
+    backend.learn(kb_id, pattern, int(config.get("persistence", 5)))
+    return PATTERN_PREFIX + pattern.name
+
+
+def _auto_learn(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str
+                ) -> str | None:
+    limit = int(config.get("max_pattern_length") or 0)
+    n = len(state.stm)
+    if limit <= 0 or n < limit:
+        return None
+    if n == 1 or config.get("stm_mode", "CLEAR") != "ROLLING":
+        return _learn_stm(state, config, backend, kb_id)
+    window = limit - 1
+    tail = state.stm[-window:] if n > window else state.stm[1:]
+    tail = [list(e) for e in tail]
+    name = _learn_stm(state, config, backend, kb_id)
+    state.stm = tail
+    return name
+
+
+def observe(state: SessionState, observation: ObservationData, config: Mapping[str, Any],
+            backend: KnowledgeBackend, kb_id: str, unique_id: str | None = None,
+            defer_predictions: bool = False) -> dict[str, Any]:
+    """One observation: build the event, append it, predict, then the auto-learn check.
+
+    ``defer_predictions`` records what to predict from (``state.pending_predictions``) instead of predicting:
+    the caller computes them later, before the KB changes (``serve_app.pending_predictions``)."""
+    unique_id = unique_id or f"obs-{uuid.uuid4().hex}"
+    state.time += 1
+    if observation.emotives:
+        state.emotives_accumulator = _capped([*state.emotives_accumulator, dict(observation.emotives)],
+                                             state.max_emotives_size)
+    if observation.metadata:
+        state.metadata_accumulator = _capped([*state.metadata_accumulator, dict(observation.metadata)],
+                                             state.max_metadata_size)
+    vector_symbols: list[str] = []
+    if observation.vectors:
+        if not vector_lengths_match(observation.vectors):
+            raise VectorLengthError("all vectors of one observation must have the same length")
+        name = vector_name(observation.vectors)
+        summed = [sum(col) for col in zip(*observation.vectors)]
+        vector_symbols = sorted(set(backend.vector_symbols(kb_id, name, summed)) | {name})
+    event = build_event(observation.strings, vector_symbols)
+    state.percept_data = {
+        "strings": sorted(observation.strings),
+        "vectors": [list(v) for v in observation.vectors],
+        "emotives": average_emotives(state.emotives_accumulator),
+        "path": [],
+        "metadata": dict(observation.metadata),
+    }
+    auto_learned = None
+    state.predictions = []
+    state.pending_predictions = None
+    if event:
+        state.stm = cap_stm([*state.stm, event], state.max_stm_size)
+        if config.get("process_predictions", True) and defer_predictions:
+            state.predictions = None
+            state.pending_predictions = {"record": uuid.uuid4().hex,  # unique_id may come from the client
+                                         "unique_id": unique_id, "kb_id": kb_id, "stm": state.stm,
+                                         "config": dict(config)}
+        elif config.get("process_predictions", True):
+            state.predictions, _ = backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
+        auto_learned = _auto_learn(state, config, backend, kb_id)
+    return {
+        "status": "okay",
+        "session_id": state.session_id,
+        "processor_id": state.node_id,
+        "stm_length": len(state.stm),
+        "time": state.time,
+        "unique_id": unique_id,
+        "auto_learned_pattern": auto_learned,
+    }
+
+
+def observe_sequence(state: SessionState, request: ObservationSequenceRequest, config: Mapping[str, Any],
+                     backend: KnowledgeBackend, kb_id: str, defer_predictions: bool = False) -> dict[str, Any]:
+    initial = len(state.stm)
+    results: list[dict[str, Any]] = []
+    learned: list[str] = []
+    for i, item in enumerate(request.observations):
+        if request.clear_stm_between and i > 0:
+            state.stm = []
+        result = observe(state, item, config, backend, kb_id, item.unique_id or f"seq-obs-{uuid.uuid4().hex}",
+                         defer_predictions)
+        if request.learn_after_each and state.stm:
+            learned.append(_learn_stm(state, config, backend, kb_id) or "")
+        if result["auto_learned_pattern"]:
+            learned.append(result["auto_learned_pattern"])
+        results.append({"status": "okay", "sequence_position": i, "stm_length": result["stm_length"],
+                        "time": result["time"], "unique_id": result["unique_id"],
+                        "auto_learned_pattern": result["auto_learned_pattern"]})
+    final = None
+    if request.learn_at_end and state.stm:
+        final = _learn_stm(state, config, backend, kb_id) or ""
+        learned.append(final)
+    return {
+        "status": "completed",
+        "processor_id": state.node_id,
+        "observations_processed": len(request.observations),
+        "initial_stm_length": initial,
+        "final_stm_length": len(state.stm),
+        "results": results,
+        "auto_learned_patterns": learned,
+        "final_learned_pattern": final,
+        "isolated": request.clear_stm_between,
+    }
