@@ -45,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KATO_NAME = re.compile(r"\bKATO_[A-Z0-9_]+")
 SERVE_DEPLOY = re.compile(r"serve deploy ([^\s;&|'\"]+)")
 SERVE_MODULE = "serve_app.deployment"
+# Each Ray node writes the HAProxy wrapper (README "Deployment": HAProxy's pages off unless asked) before `ray start`.
+HAPROXY_WRAPPER = re.compile(r"python -m cluster\.ops\.ingress haproxy-wrapper \S+.*?\bray start\b", re.S)
+HAPROXY_BINARY = "RAY_SERVE_HAPROXY_BINARY_PATH"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -147,6 +150,9 @@ def check_ray_config(config: dict[str, Any]) -> None:
         assert re.search(rf"export {name}=\S+", setup), f"{name} is not set on the nodes"
     head_port = re.search(r"ray start --head\b.*?--port=(\d+)", " ".join(head)).group(1)
     assert any(f"--address=$RAY_HEAD_IP:{head_port}" in c for c in config["worker_start_ray_commands"])
+    assert re.search(rf"export {HAPROXY_BINARY}=\S+", setup), f"{HAPROXY_BINARY} is not set on the nodes"
+    for commands in (head, config["worker_start_ray_commands"]):
+        assert HAPROXY_WRAPPER.search(" ; ".join(commands)), "a node starts Ray without writing the HAProxy wrapper"
 
 
 def test_ray_config_is_valid():
@@ -178,8 +184,12 @@ def _ray_no_install(c):
     c["setup_commands"] = [s for s in c["setup_commands"] if "kato-cluster" not in s]
 
 
+def _ray_no_haproxy_wrapper(c):
+    c["worker_start_ray_commands"] = [s.replace("haproxy-wrapper", "") for s in c["worker_start_ray_commands"]]
+
+
 @pytest.mark.parametrize("mutate", [_ray_bad_key, _ray_no_resources, _ray_min_over_max, _ray_deploy_first,
-                                    _ray_setting_typo, _ray_no_install])
+                                    _ray_setting_typo, _ray_no_install, _ray_no_haproxy_wrapper])
 def test_ray_config_check_rejects_broken_copies(mutate: Callable[[dict], None]):
     config = load_yaml("ray_config.yaml")
     mutate(config)
@@ -439,6 +449,9 @@ def check_compose(compose: dict[str, Any], serve_config: dict[str, Any], dockerf
     assert target == f"{workdir}/serve_config.yaml" and "serve_config.yaml" in copied, target
     gcs_port = re.search(r"ray start --head\b[^\n]*--port=(\d+)", head_cmd).group(1)
     assert f"--address=ray-head:{gcs_port}" in command_text(worker["command"]), "workers must join the head's GCS"
+    for node in (head, worker):
+        assert HAPROXY_BINARY in environment(node) and HAPROXY_WRAPPER.search(command_text(node["command"])), \
+            "a node starts Ray without the HAProxy wrapper"
     assert worker["deploy"]["replicas"] >= 1
     for name in ("ray-head", "ray-worker"):
         build = services[name]["build"]
@@ -491,6 +504,7 @@ def _env(c, name):
     lambda c: c.pop("volumes"),
     lambda c: c["services"]["ray-head"].update(command=["bash", "-c", "ray start --head --block & wait $!"]),
     lambda c: c["services"]["ray-worker"].update(command=["ray", "start", "--address=ray-head:6380", "--block"]),
+    lambda c: c["services"]["ray-worker"].update(command=["ray", "start", "--address=ray-head:6379", "--block"]),
 ])
 def test_compose_check_rejects_broken_copies(mutate: Callable[[dict], None]):
     compose = load_yaml("docker-compose.yml")
