@@ -1,8 +1,9 @@
 """Thin Ray wrapper: a named, restartable actor around ``StoredShard``.
 
-A shard actor that dies is restarted by Ray (``max_restarts``) and reloads its bucket range from its store
-in ``__init__``, so every acknowledged add survives. In embedded mode each shard owns its own chdb data
-directory (chdb allows one process per directory); with a ClickHouse server all shards share the tables.
+A shard actor that dies is restarted by Ray (``max_restarts``) and reloads its bucket range from its store and
+its write-ahead logs in ``__init__``, so every acknowledged learn survives; its flusher thread moves the logs
+to the store. In embedded mode each shard owns its own chdb data directory (chdb allows one process per
+directory); with a ClickHouse server all shards share the tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.shard import LocalTop, Shard, ShardStats
-from actors.stored_shard import StoredShard
+from actors.stored_shard import FlushPolicy, StoredShard
 from schema.errors import KatoError, ShardUnavailable
 from schema.rules.query import QueryOptions
 
@@ -40,14 +41,16 @@ def get_or_unavailable(refs, timeout: float):
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
 class ShardActor:
-    def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None):
-        store = None
-        if store_dsn:
-            from cluster.stores.engines import open_store
+    def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None, redis_url: str | None = None,
+                 flush: dict | None = None, namespace: str = "kato"):
+        from cluster.stores.engines import open_store
+        from cluster.stores.pattern_log import PatternLog
 
-            store = open_store(store_dsn, ".")
-        self.inner = StoredShard(Shard(shard_id, lo, hi), store)
+        store = open_store(store_dsn, ".") if store_dsn else None
+        log = PatternLog.from_url(redis_url, namespace) if redis_url else None
+        self.inner = StoredShard(Shard(shard_id, lo, hi), store, log, FlushPolicy(**(flush or {})))
         self.loaded = self.inner.load()
+        self.inner.start_flusher()
 
     def ready(self) -> int:
         return self.loaded
@@ -58,8 +61,11 @@ class ShardActor:
         kb_id, stm, options = pickle.loads(request)
         return pickle.dumps(self.inner.query(kb_id, stm, options), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def add_table(self, table: pa.Table) -> int:
-        return self.inner.add_table(table)
+    def index_table(self, table: pa.Table) -> int:
+        return self.inner.index_table(table)
+
+    def flush(self) -> int:
+        return self.inner.flush()
 
     def drop_kb(self, kb_id: str) -> None:
         self.inner.drop_kb(kb_id)
@@ -90,12 +96,14 @@ class ShardActor:
 
 
 def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Sequence[str | None],
-                       namespace: str, detached: bool = False) -> list[ray.actor.ActorHandle]:
-    """Start (or reuse) one named actor per bucket range and wait until each has loaded its range."""
+                       namespace: str, detached: bool = False, redis_url: str | None = None,
+                       flush: dict | None = None) -> list[ray.actor.ActorHandle]:
+    """Start (or reuse) one named actor per bucket range and wait until each has loaded its range (and the
+    rows still in its write-ahead logs on ``redis_url``)."""
     handles = [
         ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
             name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
-            lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn)
+            lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn, redis_url, flush, namespace)
         for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
     ]
     ray.get([h.ready.remote() for h in handles])
@@ -116,9 +124,12 @@ class RayShards:
         request = pickle.dumps((kb_id, [list(e) for e in stm], options), protocol=pickle.HIGHEST_PROTOCOL)
         return [pickle.loads(packed) for packed in self._get([h.query.remote(request) for h in self.handles])]
 
-    def add_tables(self, tables: Sequence[pa.Table | None]) -> int:
-        refs = [h.add_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]
+    def index_tables(self, tables: Sequence[pa.Table | None]) -> int:
+        refs = [h.index_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]
         return sum(self._get(refs)) if refs else 0
+
+    def flush(self) -> int:
+        return sum(self._get([h.flush.remote() for h in self.handles]))
 
     def drop_kb(self, kb_id: str) -> None:
         self._get([h.drop_kb.remote(kb_id) for h in self.handles])

@@ -78,6 +78,13 @@ class ShardStats:
     vocabulary: int
     index_bytes: int
     pid: int = 0  # the process holding the shard (a Ray actor's worker)
+    log_rows: int = 0  # rows in the shard's write-ahead logs, not yet in the store
+    log_entries: int = 0
+    flush_lag_seconds: float = 0.0  # age of the oldest of them
+    last_flush_error: str | None = None
+    rows_flushed: int = 0  # since the shard started
+    store_inserts: int = 0
+    store_parts: int = 0  # active parts of the patterns table in the shard's store
 
 
 class Shard:

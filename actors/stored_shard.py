@@ -1,9 +1,20 @@
-"""A shard bound to its pattern store: loads its bucket range at start, makes adds durable before they
-are acknowledged. Plain class; ``actors.ray_shard`` wraps it in a Ray actor."""
+"""A shard bound to its pattern store and its write-ahead logs. Plain class; ``actors.ray_shard`` wraps it.
+
+- ``load``: the shard's bucket range from the store, then every row still in its logs (read-your-writes after
+  a restart: a learn acknowledged before the crash is in one or the other).
+- ``index_table``: rows a learn just committed to the log; indexed at once, stored later by the flusher.
+- ``flush``: the logs to the store in one insert (rows the store already has are left out, so a flush repeated
+  after a crash between the insert and the trim never duplicates a row), then the flushed entries are trimmed.
+  A background thread flushes every ``interval`` seconds, or as soon as ``max_rows`` rows wait; an insert
+  that fails (the store is down) is retried, the log meanwhile grows up to its bound (then learns get 503).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -11,61 +22,211 @@ import pyarrow.compute as pc
 
 from actors.shard import LocalTop, Shard, ShardStats
 from cluster.stores.clickhouse import PatternStore
+from cluster.stores.pattern_log import LogEntry, PatternLog
 from schema.rules.query import QueryOptions
 
+Hook = Callable[[str], None]
 
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    interval: float = 1.0  # seconds between flushes of whatever waits
+    max_rows: int = 20_000  # flush early once this many rows wait; also the most rows read per log per flush
+    retry_seconds: float = 1.0  # after a failed flush
+
+
+@dataclass
+class FlushState:
+    flushes: int = 0
+    inserts: int = 0
+    rows_flushed: int = 0
+    last_error: str | None = None
+    last_flush_at: float | None = None
+    waiting_rows: int = 0  # indexed since the last flush (an estimate of what waits; the log is the truth)
+
+
+@dataclass
 class StoredShard:
-    def __init__(self, shard: Shard, store: PatternStore | None = None):
-        self.shard = shard
-        self.store = store
+    shard: Shard
+    store: PatternStore | None = None
+    log: PatternLog | None = None
+    policy: FlushPolicy = field(default_factory=FlushPolicy)
+    crash_at: Hook | None = None  # fault injection for tests: called with each flush step's name
 
-    def load(self, batch_rows: int = 65536) -> int:
-        """Index every stored pattern of this shard's bucket range (all KBs); returns how many were added."""
-        if self.store is None:
-            return 0
+    def __post_init__(self) -> None:
+        self.state = FlushState()
+        self._index_lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ loading
+    def load(self, kb_id: str | None = None, batch_rows: int = 65536) -> int:
+        """Index every stored pattern of this shard's range (of every KB, or of ``kb_id``), then the rows still in
+        its logs."""
         added = 0
-        for batch in self.store.iter_all_buckets(self.shard.bucket_lo, self.shard.bucket_hi, batch_rows):
-            added += self._index(pa.Table.from_batches([batch]))
+        lo, hi = self.shard.bucket_lo, self.shard.bucket_hi
+        if self.store is not None:
+            batches = (self.store.iter_all_buckets(lo, hi, batch_rows) if kb_id is None
+                       else self.store.iter_bucket_range(kb_id, lo, hi, batch_rows))
+            for batch in batches:
+                added += self.index_table(pa.Table.from_batches([batch]), waiting=False)
+        if self.log is not None:
+            for logged_kb, entries in self.log.pending(self.shard.shard_id):
+                if kb_id is None or logged_kb == kb_id:
+                    added += self.index_table(_rows_of(entries))
         return added
 
-    def _index(self, table: pa.Table) -> int:
-        added = 0
-        kb_ids = table.column("kb_id")
-        for kb_id in pc.unique(kb_ids).to_pylist():
-            rows = table.filter(pc.equal(kb_ids, kb_id))
-            added += self.shard.add(kb_id, rows.column("name").to_pylist(), rows.column("pattern_data").to_pylist())
-        return added
-
-    def add_table(self, table: pa.Table) -> int:
-        """Store then index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``)."""
+    def index_table(self, table: pa.Table, waiting: bool = True) -> int:
+        """Index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``)."""
         if table.num_rows == 0:
             return 0
-        kb_ids = table.column("kb_id").to_pylist()
-        names = table.column("name").to_pylist()
-        fresh = np.array([name not in self.shard.kb(kb) for kb, name in zip(kb_ids, names)], dtype=bool)
-        if not fresh.any():
-            return 0
-        new_rows = table.filter(pa.array(fresh))
-        if self.store is not None:
-            self.store.insert_patterns(new_rows)
-        return self._index(new_rows)
+        added = 0
+        kb_ids = table.column("kb_id")
+        with self._index_lock:
+            for kb_id in pc.unique(kb_ids).to_pylist():
+                rows = table.filter(pc.equal(kb_ids, kb_id))
+                added += self.shard.add(kb_id, rows.column("name").to_pylist(),
+                                        rows.column("pattern_data").to_pylist())
+        if waiting and added:
+            self.state.waiting_rows += added
+            if self.state.waiting_rows >= self.policy.max_rows:
+                self._wake.set()
+        return added
 
+    # ----------------------------------------------------------------- flushing
+    def flush(self) -> int:
+        """Move everything waiting in this shard's logs to the store; returns how many rows were inserted."""
+        if self.log is None or self.store is None:
+            return 0
+        inserted = 0
+        with self._flush_lock:
+            while True:
+                pending = self.log.batch(self.shard.shard_id, self.policy.max_rows)
+                if not pending:
+                    break
+                inserted += self._flush_batch(pending)
+                if sum(e.rows.num_rows for _, entries in pending for e in entries) < self.policy.max_rows:
+                    break
+            self.state.flushes += 1
+            self.state.last_flush_at = time.time()
+            self.state.last_error = None
+        return inserted
+
+    def _flush_batch(self, pending: list[tuple[str, list[LogEntry]]]) -> int:
+        assert self.store is not None and self.log is not None
+        table = _rows_of([entry for _, entries in pending for entry in entries])
+        self.index_table(table, waiting=False)  # rows committed by a replica that died before indexing them
+        self._step("before_insert")
+        fresh = self._not_stored(table)
+        if fresh.num_rows:
+            self.store.insert_patterns(fresh)
+            self.state.inserts += 1
+            self.state.rows_flushed += fresh.num_rows
+        self._step("after_insert")
+        for kb_id, entries in pending:
+            self.log.trim(kb_id, self.shard.shard_id, entries)
+        self.state.waiting_rows = max(0, self.state.waiting_rows - table.num_rows)
+        self._step("after_trim")
+        return fresh.num_rows
+
+    def _not_stored(self, table: pa.Table) -> pa.Table:
+        """The rows of ``table`` the store does not hold yet, each (kb_id, name) once."""
+        assert self.store is not None
+        kb_ids, names = table.column("kb_id").to_pylist(), table.column("name").to_pylist()
+        keep = np.zeros(len(names), dtype=bool)
+        seen: set[tuple[str, str]] = set()
+        by_kb: dict[str, list[str]] = {}
+        for kb_id, name in zip(kb_ids, names):
+            by_kb.setdefault(kb_id, []).append(name)
+        stored = {kb_id: self.store.existing_names(kb_id, kb_names) for kb_id, kb_names in by_kb.items()}
+        for i, key in enumerate(zip(kb_ids, names)):
+            if key not in seen and key[1] not in stored[key[0]]:
+                keep[i] = True
+            seen.add(key)
+        return table.filter(pa.array(keep))
+
+    def _step(self, name: str) -> None:
+        if self.crash_at is not None:
+            self.crash_at(name)
+
+    def start_flusher(self) -> None:
+        """Flush in a background thread until ``stop_flusher``."""
+        if self._thread is not None or self.log is None or self.store is None:
+            return
+        self._thread = threading.Thread(target=self._run_flusher, name=f"flush-shard-{self.shard.shard_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop_flusher(self, final_flush: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if final_flush:
+            try:
+                self.flush()
+            except Exception as error:  # noqa: BLE001 - what is not flushed stays in the log
+                self.state.last_error = _one_line(error)
+
+    def _run_flusher(self) -> None:
+        pause = self.policy.interval
+        while not self._stop.is_set():
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+                pause = self.policy.interval
+            except Exception as error:  # noqa: BLE001 - the log keeps the rows; the next pass retries
+                self.state.last_error = _one_line(error)
+                pause = self.policy.retry_seconds
+
+    # ------------------------------------------------------------------ queries
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
-        return self.shard.query(kb_id, stm, options)
+        with self._index_lock:
+            return self.shard.query(kb_id, stm, options)
 
     def drop_kb(self, kb_id: str) -> None:
-        if self.store is not None:
-            self.store.drop_kb(kb_id)
-        self.shard.drop_kb(kb_id)
+        """clear-all of one KB: its rows in the store, its log on this shard, its index."""
+        with self._flush_lock:
+            if self.store is not None:
+                self.store.drop_kb(kb_id)
+            if self.log is not None:
+                self.log.drop(kb_id, self.shard.shard_id)
+            with self._index_lock:
+                self.shard.drop_kb(kb_id)
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
-        return self.shard.export(kb_id)
+        with self._index_lock:
+            return self.shard.export(kb_id)
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
-        return self.shard.get(kb_id, name)
+        with self._index_lock:
+            return self.shard.get(kb_id, name)
 
     def count(self, kb_id: str) -> int:
         return self.shard.count(kb_id)
 
     def stats(self) -> ShardStats:
-        return self.shard.stats()
+        with self._index_lock:
+            stats = self.shard.stats()
+        if self.log is None:
+            return stats
+        depth = self.log.depth(self.shard.shard_id)
+        return replace(stats, log_rows=depth.rows, log_entries=depth.entries,
+                       flush_lag_seconds=depth.lag_seconds(self.log.now_ms()), last_flush_error=self.state.last_error,
+                       rows_flushed=self.state.rows_flushed, store_inserts=self.state.inserts,
+                       store_parts=self.store.active_parts() if self.store is not None else 0)
+
+
+def _rows_of(entries: Sequence[LogEntry]) -> pa.Table:
+    return pa.concat_tables([entry.rows for entry in entries])
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

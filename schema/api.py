@@ -10,6 +10,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+NDJSON = "application/x-ndjson"  # a streamed bulk load: one BulkPattern per line
+ARROW_STREAM = "application/vnd.apache.arrow.stream"  # a streamed bulk load as an Arrow IPC stream
+
 Event = Annotated[list[str], Field(min_length=1)]
 Events = Annotated[list[Event], Field(min_length=1)]
 

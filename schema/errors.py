@@ -14,6 +14,7 @@ ClickHouse: ``cluster.stores.clickhouse``), so nothing above them knows those li
     ├── Forbidden                       403  the API key may not use this node, or raw KB access
     ├── NotFound                        404
     │   └── SessionNotFound                  unknown or expired session (KATO's middleware body)
+    ├── Conflict                        409  the request races another one that got there first
     ├── PayloadTooLarge                 413  the request body is over the configured limit
     ├── Unprocessable                   422  a value outside the service's limits
     ├── ServiceUnavailable              503  retry later (Retry-After)
@@ -96,6 +97,10 @@ class SessionNotFound(NotFound):
         if self.with_error:
             body["error"] = {"code": "SESSION_NOT_FOUND", "message": self.detail, "session_id": self.session_id}
         return body
+
+
+class Conflict(KatoError):
+    """The request races another one that got there first."""
 
 
 class PayloadTooLarge(KatoError):

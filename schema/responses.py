@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 Events = list[list[str]]
 
@@ -347,6 +347,32 @@ class BulkLearnResult(BaseModel):
     pattern_names: list[str] = Field(description="PTRN|<hash> per pattern, '' for a skipped one.")
 
 
+class StreamedLoadResult(BaseModel):
+    """``POST /bulk/learn`` with a streamed body (NDJSON or Arrow IPC)."""
+
+    status: Literal["learned"]
+    node_id: str = Field(description="The kb_id.")
+    rows: int = Field(description="Rows of this body learned (rows committed before were skipped).")
+    learns_applied: int = Field(description="Learns applied, counting re-learns of the frequencies.")
+    new_patterns: int = Field(description="Patterns the node did not hold before.")
+    skipped: int = Field(description="Patterns under two symbols.")
+    resumed_from: int = Field(description="Rows of the load committed before this body.")
+    load_id: str | None = Field(description="The load's id, when given.")
+    batches: int = Field(description="Batches committed (each atomically, with the load's progress).")
+
+
+class BulkLearnAnswer(RootModel[BulkLearnResult | StreamedLoadResult]):
+    """``POST /bulk/learn``: a JSON batch answers ``BulkLearnResult``, a streamed body ``StreamedLoadResult``."""
+
+
+class LoadProgress(BaseModel):
+    """``GET /bulk/loads/{load_id}``."""
+
+    load_id: str
+    node_id: str = Field(description="The kb_id.")
+    rows_done: int = Field(description="Rows of the load committed so far.")
+
+
 class ExportedPattern(BaseModel):
     """One line of ``GET /bulk/export`` (what ``/bulk/learn`` takes back)."""
 
@@ -394,6 +420,18 @@ class HealthResponse(BaseModel):
     timestamp: str = Field(description="ISO 8601 timestamp.")
 
 
+class ShardLog(BaseModel):
+    """A shard's write-ahead logs: what waits to be stored in ClickHouse."""
+
+    rows: int = Field(description="Rows in the logs, not yet in the store.")
+    entries: int
+    flush_lag_seconds: float = Field(description="Age of the oldest of them.")
+    last_flush_error: str | None = Field(description="Why the last flush failed, while it keeps failing.")
+    rows_flushed: int = Field(description="Rows stored since the shard started.")
+    store_inserts: int = Field(description="Inserts those took.")
+    store_parts: int = Field(description="Active parts of the patterns table in the shard's store.")
+
+
 class ProcessorInfo(_Open):
     """One shard, in KATO's processor shape, with the shard's own figures."""
 
@@ -406,6 +444,7 @@ class ProcessorInfo(_Open):
     patterns_per_kb: dict[str, int] = Field(description="Patterns the shard holds per kb_id.")
     index_bytes: int = Field(description="Memory of the shard's index.")
     pid: int = Field(description="Process holding the shard.")
+    log: ShardLog
 
 
 class ProcessorManager(_Open):

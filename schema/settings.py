@@ -109,6 +109,15 @@ class Settings:
     max_symbols_per_event: int = 10_000
     max_symbol_length: int = 10_000
     api_keys: str = ""  # "key1=node_a,node_b;key2=*": bearer tokens and the node ids each may use
+    haproxy_stats: str = ""  # host:port of HAProxy's statistics page (/stats, no authentication); empty: off
+    haproxy_metrics: str = ""  # host:port of HAProxy's Prometheus page (/metrics, no authentication); empty: off
+    log_bound_rows: int = 1_000_000  # rows a KB's write-ahead log on one shard may hold before learns get 503
+    flush_interval: float = 1.0  # seconds between a shard's flushes of its logs to ClickHouse
+    flush_max_rows: int = 20_000  # a shard flushes early once this many rows wait (and inserts at most this many)
+
+    def flush_policy(self) -> dict[str, Any]:
+        """The shards' flush settings, as ``actors.stored_shard.FlushPolicy`` takes them."""
+        return {"interval": self.flush_interval, "max_rows": self.flush_max_rows}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

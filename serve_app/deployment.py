@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-import redis
 from ray import serve
 
 from actors.ray_shard import ACTOR_PREFIX, RayShards, ShardVectorStore
+from cluster.stores.engines import open_redis
+from cluster.stores.pattern_log import LogKeys
 from cluster.stores.redis_kb import RedisKB
 from schema.placement import even_ranges
 from schema.settings import Settings
@@ -29,11 +30,12 @@ app = build_app()
 class KatoIngress:
     def __init__(self, settings: dict[str, Any], redis_url: str):
         self.settings = Settings(**settings)
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client = open_redis(redis_url)
         handles = [ray.get_actor(f"{ACTOR_PREFIX}{i}", namespace=self.settings.namespace)
                    for i in range(self.settings.shards)]
         backend = ClusterBackend(RayShards(handles), even_ranges(self.settings.shards),
-                                 RedisKB(client, self.settings.service_name), ShardVectorStore(handles[0]))
+                                 RedisKB(client, self.settings.service_name, log_bound=self.settings.log_bound_rows),
+                                 ShardVectorStore(handles[0]), log_keys=LogKeys(self.settings.namespace))
         holder = process_holder()
         holder.service = build_service(client, backend, self.settings)
         attach_observability(holder, client, redis_url, self.settings)
@@ -68,6 +70,7 @@ def app_builder(args: dict[str, str] | None = None) -> serve.Application:
         raise ValueError("KATO_REDIS (or args.redis) must name the cluster's Redis server")
     ranges = even_ranges(settings.shards)
     start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
-                       [settings.shard_store_dsn(r.shard_id) for r in ranges], settings.namespace, detached=True)
+                       [settings.shard_store_dsn(r.shard_id) for r in ranges], settings.namespace, detached=True,
+                       redis_url=settings.redis, flush=settings.flush_policy())
     return ingress_application(settings, settings.redis)
 

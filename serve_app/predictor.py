@@ -41,8 +41,14 @@ class LocalShards:
             return [shard.query(kb_id, stm, options) for shard in self.shards]
         return list(self._pool.map(lambda shard: shard.query(kb_id, stm, options), self.shards))
 
-    def add_tables(self, tables: Sequence[Any]) -> int:
-        return sum(shard.add_table(t) for shard, t in zip(self.shards, tables) if t is not None and t.num_rows)
+    def index_tables(self, tables: Sequence[Any]) -> int:
+        return sum(shard.index_table(t) for shard, t in zip(self.shards, tables) if t is not None and t.num_rows)
+
+    def flush(self) -> int:
+        return sum(shard.flush() for shard in self.shards)
+
+    def wait_ready(self, deadline_seconds: float = 60.0) -> None:
+        """In-process shards are always ready."""
 
     def drop_kb(self, kb_id: str) -> None:
         for shard in self.shards:

@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from cluster.stores.redis_kb import RedisKB
 from cluster.stores.sessions import SessionStore, session_key
 from schema.api import (
+    ARROW_STREAM,
     BulkLearnRequest,
     CreateSessionRequest,
     KbImportRequest,
@@ -23,11 +24,12 @@ from schema.api import (
 )
 from schema.config import ServerDefaults, creation_config, effective_config, validate_update
 from schema.errors import Forbidden, SessionNotFound, Unprocessable
-from schema.learning import LearnedPattern, make_pattern
+from schema.learning import LearnedPattern
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
 from schema.rules import session_logic
 from schema.rules.query import QueryOptions
 from schema.session import SessionState, new_session_id
+from serve_app import bulk
 from serve_app.access import ALL_NODES, PayloadLimits, allowed_nodes, authorize_node
 from serve_app.pending_predictions import PendingPredictions, SettleWorker
 
@@ -73,6 +75,7 @@ class KatoService:
         self.service_name = service_name
         self.publish = publish or (lambda _type, _data: None)
         self.limits = limits or PayloadLimits()
+        self.bulk = bulk.BulkLoader(self.backend)
 
     # ------------------------------------------------------------- helpers
     def kb_id(self, node_id: str) -> str:
@@ -259,41 +262,25 @@ class KatoService:
         return health
 
     def bulk_learn(self, request: BulkLearnRequest) -> dict[str, Any]:
-        """Learn many patterns through the batch path; patterns under two symbols are skipped, as a learn
-        would skip them. A ``batch_id`` already applied to the node is not applied again."""
-        if len(request.patterns) > self.limits.max_events_per_request:
-            raise Unprocessable(f"{len(request.patterns)} patterns exceed the limit of "
-                                f"{self.limits.max_events_per_request} per request")
-        for i, item in enumerate(request.patterns):
-            for event in item.events:
-                self.limits.check_symbols(event, f"patterns[{i}]")
-        kb_id = self.kb_id(request.node_id)
-        applied_key = f"{kb_id}:bulk:applied_batches"
-        client = self.backend.redis_kb.client
-        if request.batch_id is not None and client.sismember(applied_key, request.batch_id):
-            return {"status": "already_applied", "node_id": kb_id, "patterns_received": len(request.patterns),
-                    "learns_applied": 0, "new_patterns": 0, "skipped": 0, "pattern_names": []}
-        learned: list[LearnedPattern] = []
-        names: list[str] = []
-        skipped = 0
-        for item in request.patterns:
-            records = [{key: value} for key, values in item.metadata.items()
-                       for value in (values if isinstance(values, list) else [values])]
-            pattern = make_pattern(item.events, item.emotives, records)
-            if pattern is None:
-                skipped += 1
-                names.append("")
-                continue
-            names.append(PATTERN_PREFIX + pattern.name)
-            learned.append(pattern)
-            if item.frequency > 1:  # the plain re-learns, applied as one aggregated learn
-                learned.append(LearnedPattern(name=pattern.name, events=pattern.events, repeats=item.frequency - 1))
-        new = self.backend.learn_batch(kb_id, learned, request.persistence) if learned else []
-        if request.batch_id is not None:
-            client.sadd(applied_key, request.batch_id)
-        return {"status": "learned", "node_id": kb_id, "patterns_received": len(request.patterns),
-                "learns_applied": sum(p.repeats for p in learned), "new_patterns": sum(new), "skipped": skipped,
-                "pattern_names": names}
+        """A JSON batch of patterns (``serve_app.bulk``); a ``batch_id`` already applied is not applied again."""
+        return self.bulk.learn_request(self.kb_id(request.node_id), request, self.limits)
+
+    def bulk_learn_stream(self, node_id: str, body: BinaryIO, content_type: str, persistence: int = 5,
+                          load_id: str | None = None, offset: int = 0, batch: int = bulk.STREAM_BATCH
+                          ) -> dict[str, Any]:
+        """A streamed body of patterns (NDJSON or Arrow IPC), committed in batches of ``batch`` rows, resumable
+        by ``load_id`` (``offset``: the load's row the body starts at)."""
+        kb_id = self.kb_id(node_id)
+        if not 1 <= persistence <= 100:
+            raise Unprocessable(f"persistence must be between 1 and 100 (got {persistence})")
+        if not 1 <= batch <= bulk.MAX_STREAM_BATCH or offset < 0:
+            raise Unprocessable(f"batch must be between 1 and {bulk.MAX_STREAM_BATCH} and offset >= 0")
+        batches = (bulk.arrow_batches(body, batch) if content_type == ARROW_STREAM
+                   else bulk.ndjson_batches(body, batch))
+        return self.bulk.learn_stream(kb_id, batches, persistence, load_id, self.limits, offset)
+
+    def bulk_load_progress(self, node_id: str, load_id: str) -> dict[str, Any]:
+        return self.bulk.progress(self.kb_id(node_id), load_id)
 
     def export_kb(self, node_id: str, kb_id: str | None = None) -> Iterator[dict[str, Any]]:
         """Every pattern of a node (or of a raw ``kb_id``) with what a load needs to recreate it (the inverse

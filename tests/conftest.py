@@ -39,6 +39,15 @@ def redis_client(embedded_redis) -> Iterator[object]:
         client.close()
 
 
+@pytest.fixture
+def pattern_log(embedded_redis, redis_client) -> object:
+    """The write-ahead log of pattern rows on the test Redis (flushed with it by ``redis_client``), in a
+    namespace of its own: the e2e service in this process has shards 0 and 1 on the same Redis."""
+    from cluster.stores.pattern_log import PatternLog
+
+    return PatternLog.from_url(embedded_redis.url, f"test{next(_kb_counter)}")
+
+
 @pytest.fixture(scope="session")
 def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from cluster.stores.clickhouse import ChdbStore

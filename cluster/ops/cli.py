@@ -73,6 +73,11 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
         kbs = ", ".join(f"{kb}={n}" for kb, n in sorted(shard.get("patterns_per_kb", {}).items())) or "empty"
         typer.echo(f"  {shard['processor_id']} [{shard['node_id']}]: {kbs}; "
                    f"index {shard.get('index_bytes', 0) / 1e6:.1f} MB")
+        log = shard.get("log")
+        if log:
+            failing = f"; last flush error: {log['last_flush_error']}" if log.get("last_flush_error") else ""
+            typer.echo(f"    write-ahead log: {log['rows']} rows waiting, flush lag {log['flush_lag_seconds']:.1f} s, "
+                       f"{log['rows_flushed']} rows flushed in {log['store_inserts']} inserts{failing}")
     for name, ok in body.get("engines", {}).items():
         typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
 
@@ -84,8 +89,9 @@ URL = typer.Option("http://127.0.0.1:8000", "--url", help="Base URL of the runni
 def load(file: str = typer.Argument(..., help="JSON lines or Parquet: events, emotives, metadata, frequency."),
          node: str = typer.Option(..., "--node", help="Node id whose knowledge base receives the patterns."),
          url: str = URL,
-         batch: int = typer.Option(2000, help="Patterns per request.")) -> None:
-    """Bulk-learn patterns from FILE through the batch path (resumable; shows progress and the rate)."""
+         batch: int = typer.Option(5000, help="Rows the server commits at a time (each batch atomically).")) -> None:
+    """Bulk-learn patterns from FILE as one streamed body (resumable: run it again after an interruption and it
+    sends only the rows not committed yet; shows progress and the rate)."""
     from cluster.ops.transfer import load as run_load
 
     report = run_load(url.rstrip("/"), file, node, batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout
         self.executable = find_redis_server(executable)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()
+        self._watch: threading.Thread | None = None
+        self._watching = threading.Event()
         self.start()
 
     @property
@@ -82,13 +86,41 @@ class EmbeddedRedis:
                 except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     pass
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self._stop(10.0)
                     raise TimeoutError(f"redis-server did not answer PING within {self.start_timeout} s")
                 time.sleep(0.02)
         finally:
             client.close()
 
+    def supervise(self, interval: float = 0.5) -> None:
+        """Restart the server whenever it dies (its AOF, fsynced on every write, brings back every acknowledged
+        write), until ``stop``."""
+        if self._watch is not None:
+            return
+        self._watching = threading.Event()
+
+        def watch() -> None:
+            while not self._watching.wait(interval):
+                with self._lock:
+                    if self._proc is not None and self._proc.poll() is not None:
+                        self._proc = None
+                        try:
+                            self.start()
+                        except (RuntimeError, TimeoutError):  # tried again at the next interval
+                            self._proc = None
+
+        self._watch = threading.Thread(target=watch, name="embedded-redis-watch", daemon=True)
+        self._watch.start()
+
     def stop(self, timeout: float = 10.0) -> None:
+        if self._watch is not None:
+            self._watching.set()
+            self._watch.join(timeout=timeout)
+            self._watch = None
+        with self._lock:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -111,8 +143,9 @@ class EmbeddedRedis:
             proc.stderr.close()
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        with self._lock:
+            self._stop(10.0)
+            self.start()
 
     def __enter__(self) -> EmbeddedRedis:
         return self

@@ -2,6 +2,12 @@
 
 ``run_service`` blocks until SIGINT/SIGTERM and then stops everything it started; ``start_detached`` runs it
 in a background process that owns the data directory (pid file ``kato.pid``), ``stop_detached`` ends it.
+
+Only the API listens beyond loopback, and only when ``--host`` is not a loopback address. The service is one
+machine (its embedded Redis and chdb cannot be shared), so its Ray cluster is a loopback node (GCS, raylet,
+workers, agents), the embedded Redis binds 127.0.0.1, Serve's replicas and fallback proxy bind loopback, and
+HAProxy's frontend alone binds ``--host`` (``cluster.ops.ingress``; its statistics and Prometheus pages are off
+unless ``haproxy_stats`` / ``haproxy_metrics`` ask for them).
 """
 
 from __future__ import annotations
@@ -21,12 +27,27 @@ from pathlib import Path
 
 import requests
 
-from cluster.ops.ingress import check_ingress_mode, ingress_environment
+from cluster.ops.ingress import (
+    HAPROXY_BINARY_VAR,
+    REPLICA_GRPC_HOOK,
+    HAProxyBinds,
+    check_ingress_mode,
+    ingress_environment,
+    is_loopback,
+    serve_http_host,
+    write_haproxy_wrapper,
+)
 from schema.errors import LauncherError
 from schema.settings import Settings
 
 PID_FILE = "kato.pid"
 LOG_FILE = "kato.log"
+WRAPPER_FILE = "haproxy-wrapper"  # only where the ingress directory may not run programs
+# Ray's switch for a single-node cluster (its default on macOS and Windows): the node's address is 127.0.0.1
+# instead of the machine's, and Ray's gRPC servers (GCS, raylet, core workers), the dashboard agent, its metrics
+# port and the runtime-env agent then bind loopback. ``ray.init(_node_ip_address="127.0.0.1")`` is not enough:
+# Ray replaces a loopback address with the machine's. Read when ``ray`` is imported, so set before that.
+RAY_LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -51,7 +72,7 @@ def running_pid(data_dir: str) -> int | None:
 
 
 def project_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -70,11 +91,39 @@ def start_ray(namespace: str, stop: threading.Event) -> None:
     replace = ray_utils.set_sigterm_handler
     ray_utils.set_sigterm_handler = lambda _handler: None
     try:
-        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, namespace=namespace,
-                 log_to_driver=False, configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+        # address="local": always a new cluster of our own, whatever RAY_ADDRESS says.
+        ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
+                 namespace=namespace, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": project_root()},
+                              "worker_process_setup_hook": REPLICA_GRPC_HOOK})
     finally:
         ray_utils.set_sigterm_handler = replace
     _stop_on_signals(stop)
+    if not is_loopback(node := ray.util.get_node_ip_address()):
+        raise LauncherError(f"Ray's node address is {node}, not loopback: was `ray` imported before the launcher "
+                            f"set {', '.join(RAY_LOOPBACK_ENVIRONMENT)}?")
+
+
+def prepare_ingress(settings: Settings, work_dir: str) -> None:
+    """Serve's ingress variables in this process's environment (inherited by Ray's processes) and, for HAProxy,
+    the wrapper that binds its frontend to ``settings.host`` and its pages only where asked: in ``work_dir``,
+    or in the data directory where that one may not run programs (a ``noexec`` /tmp)."""
+    env = ingress_environment(settings.ingress, work_dir)
+    if HAPROXY_BINARY_VAR in env:
+        for path in (env[HAPROXY_BINARY_VAR], os.path.join(settings.data_dir, WRAPPER_FILE)):
+            write_haproxy_wrapper(path, haproxy_binds(settings))
+            if os.access(path, os.X_OK):
+                env[HAPROXY_BINARY_VAR] = path
+                break
+            os.unlink(path)
+        else:
+            raise LauncherError(f"cannot run HAProxy's wrapper from {work_dir} nor {settings.data_dir} (noexec?)")
+    os.environ.update(env)
+
+
+def haproxy_binds(settings: Settings) -> HAProxyBinds:
+    return HAProxyBinds(api_host=settings.host, stats=settings.haproxy_stats,
+                        metrics=settings.haproxy_metrics)
 
 
 def run_service(settings: Settings, on_ready=print) -> None:
@@ -82,6 +131,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     check_ingress(settings)
     check_port_free(settings.host, settings.port)
     check_engines(settings)
+    os.environ.update(RAY_LOOPBACK_ENVIRONMENT)
     import ray
     from ray import serve
 
@@ -102,15 +152,18 @@ def run_service(settings: Settings, on_ready=print) -> None:
     try:
         client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
         redis_url = embedded.url if embedded is not None else str(settings.redis)
-        os.environ.update(ingress_environment(settings.ingress, ingress_dir))  # inherited by Ray's processes
+        if embedded is not None:
+            embedded.supervise()  # a Redis that dies comes back on the same port, from its AOF
+        prepare_ingress(settings, ingress_dir)
         try:
             start_ray(settings.namespace, stop)
             ranges = even_ranges(settings.shards)
             # Detached: Serve replicas run in another job and can only look up detached named actors.
             shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
                                                [settings.shard_store_dsn(r.shard_id) for r in ranges],
-                                               settings.namespace, detached=True)
-            serve.start(http_options={"host": settings.host, "port": settings.port})
+                                               settings.namespace, detached=True, redis_url=redis_url,
+                                               flush=settings.flush_policy())
+            serve.start(http_options={"host": serve_http_host(settings.ingress, settings.host), "port": settings.port})
             serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
         except SystemExit:  # a stop Ray turned into an exit while it started: clean up as after ours
             stop.set()
@@ -133,12 +186,15 @@ def run_service(settings: Settings, on_ready=print) -> None:
             embedded.stop()
         shutil.rmtree(ingress_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(settings.data_dir, WRAPPER_FILE))
+        with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
 
 
 def check_ingress(settings: Settings) -> None:
     try:
         check_ingress_mode(settings.ingress)
+        haproxy_binds(settings).checked()
     except ValueError as error:
         raise LauncherError(str(error)) from error
 

@@ -11,10 +11,12 @@ from typing import Any
 import redis
 
 from actors.shard import Shard
-from actors.stored_shard import StoredShard
+from actors.stored_shard import FlushPolicy, StoredShard
 from cluster.ops.embedded_redis import EmbeddedRedis, redis_or_embedded
 from cluster.stores.clickhouse import PatternStore
 from cluster.stores.engines import open_store
+from cluster.stores.pattern_log import LogKeys, PatternLog
+from cluster.stores.redis_client import connect
 from cluster.stores.redis_kb import RedisKB
 from schema.placement import even_ranges
 from schema.settings import Settings
@@ -33,9 +35,12 @@ class LocalRuntime:
     store: PatternStore
     service: KatoService
     embedded_redis: EmbeddedRedis | None = None
+    shards: list[StoredShard] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        for shard in self.shards:
+            shard.stop_flusher()
         self.store.close()
         self.client.close()
         if self.embedded_redis is not None:
@@ -46,12 +51,18 @@ def start_local(settings: Settings, publish=None) -> LocalRuntime:
     client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
     try:
         store = open_store(settings.local_store_dsn(), settings.data_dir)
+        log = PatternLog(connect(embedded.url if embedded is not None else str(settings.redis), decode=False),
+                         LogKeys(settings.namespace))
         ranges = even_ranges(settings.shards)
-        shards = [StoredShard(Shard(r.shard_id, r.lo, r.hi), store) for r in ranges]
+        policy = FlushPolicy(**settings.flush_policy())
+        shards = [StoredShard(Shard(r.shard_id, r.lo, r.hi), store, log, policy) for r in ranges]
         for shard in shards:
             shard.load()
-        backend = ClusterBackend(LocalShards(shards), ranges, RedisKB(client, settings.service_name), store)
-        return LocalRuntime(settings, client, store, build_service(client, backend, settings, publish), embedded)
+            shard.start_flusher()
+        redis_kb = RedisKB(client, settings.service_name, log_bound=settings.log_bound_rows)
+        backend = ClusterBackend(LocalShards(shards), ranges, redis_kb, store, log_keys=log.keys)
+        return LocalRuntime(settings, client, store, build_service(client, backend, settings, publish), embedded,
+                            shards)
     except Exception:
         if embedded is not None:
             embedded.stop()

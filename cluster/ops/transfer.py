@@ -7,12 +7,12 @@ Files are JSON lines or Parquet (chosen by extension) with one pattern per row: 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -21,10 +21,11 @@ import redis
 import requests
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cluster.stores.kb_keys import glob_escape
+from schema.api import ARROW_STREAM, NDJSON
 from schema.naming import kb_id_for
 
 LOAD_FIELDS = ("events", "emotives", "metadata", "frequency")
-GLOB_SPECIAL = "*?[]\\"
 
 
 def _is_parquet(path: str | os.PathLike[str]) -> bool:
@@ -91,60 +92,136 @@ class LoadReport:
     new_patterns: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
-    batches: list[str] = field(default_factory=list)
+    batches: int = 0  # batches the server committed (each atomically, with the load's progress)
+    attempts: int = 0
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def load(url: str, path: str, node: str, batch_rows: int = 2000, show_progress: bool = True) -> LoadReport:
-    """Bulk-learn a file into ``node``. Resumable: a checkpoint beside the file records the rows done, and
-    every batch carries an id the server applies at most once."""
-    checkpoint = Path(f"{path}.kato-load-{hashlib.sha1(node.encode()).hexdigest()[:12]}.json")
-    file_id = _file_id(path, node)
-    done = 0
-    if checkpoint.exists():
-        saved = json.loads(checkpoint.read_text())
-        done = int(saved.get("rows_done", 0)) if saved.get("file_id") == file_id else 0
-    report = LoadReport(resumed_from=done)
-    total = count_rows(path)
+def _ndjson_body(path: str, skip: int, sent: Callable[[int], None]) -> Iterator[bytes]:
+    """The file's rows from row ``skip`` on, normalised, as newline-delimited JSON in chunks of about 1 MiB."""
+    chunk: list[bytes] = []
+    size = 0
+    for number, row in enumerate(read_rows(path)):
+        if number < skip:
+            continue
+        line = json.dumps(_normalise(row)).encode() + b"\n"
+        chunk.append(line)
+        size += len(line)
+        if size >= 1 << 20:
+            sent(len(chunk))
+            yield b"".join(chunk)
+            chunk, size = [], 0
+    if chunk:
+        sent(len(chunk))
+        yield b"".join(chunk)
+
+
+class IpcChunks(io.RawIOBase):
+    """A sink the Arrow IPC writer writes into; ``take`` hands over what was written since the last call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+    def writer(self, schema: pa.Schema) -> pa.ipc.RecordBatchStreamWriter:
+        return pa.ipc.new_stream(pa.PythonFile(self, mode="w"), schema)
+
+
+def _arrow_body(path: str, skip: int, sent: Callable[[int], None]) -> Iterator[bytes]:
+    """A Parquet file's rows from row ``skip`` on as an Arrow IPC stream (the server reads it as it arrives)."""
+    source = pq.ParquetFile(path)
+    columns = [name for name in LOAD_FIELDS if name in source.schema_arrow.names]
+    if "events" not in columns:
+        raise ValueError(f"{path}: no events column")
+    sink = IpcChunks()
+    writer = sink.writer(source.schema_arrow.select(columns))
+    position = 0
+    for batch in source.iter_batches(batch_size=10_000, columns=columns):
+        start, position = position, position + batch.num_rows
+        if position <= skip:
+            continue
+        batch = batch.slice(max(0, skip - start))
+        writer.write_batch(batch)
+        sent(batch.num_rows)
+        yield sink.take()
+    writer.close()
+    yield sink.take()
+
+
+def _progress(http: requests.Session, url: str, node: str, load_id: str) -> int:
+    response = http.get(f"{url}/bulk/loads/{load_id}", params={"node_id": node}, timeout=60)
+    response.raise_for_status()
+    return int(response.json()["rows_done"])
+
+
+def load(url: str, path: str, node: str, batch_rows: int = 5000, show_progress: bool = True,
+         attempts: int = 5) -> LoadReport:
+    """Bulk-learn a file into ``node`` as one streamed body (``POST /bulk/learn``: NDJSON for JSON lines, an Arrow
+    IPC stream for Parquet), committed by the server in batches of ``batch_rows``. Resumable: the server records,
+    in each batch's atomic commit, how many rows of this load (identified by the file and the node) are done; a
+    load that is interrupted or run again sends only the rest, so no row is learned twice."""
+    load_id = _file_id(path, node)
     http = requests.Session()
+    total = count_rows(path)
+    report = LoadReport()
     start = time.perf_counter()
     with Progress(TextColumn("loading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not show_progress) as progress:
-        task = progress.add_task(os.path.basename(path), total=total, completed=done)
-        batch: list[dict[str, Any]] = []
-        position = 0
+                  TextColumn("{task.fields[rate]}"), disable=not show_progress) as progress:
+        task = progress.add_task(os.path.basename(path), total=total, rate="")
+        for attempt in range(1, attempts + 1):
+            report.attempts = attempt
+            done = _progress(http, url, node, load_id)
+            if attempt == 1:
+                report.resumed_from = done
+            progress.update(task, completed=done)
 
-        def flush(end: int) -> None:
-            batch_id = f"{file_id}:{end - len(batch)}:{end}"
-            response = http.post(f"{url}/bulk/learn", json={"node_id": node, "patterns": batch, "batch_id": batch_id},
-                                 timeout=600)
-            if response.status_code != 200:
-                raise RuntimeError(f"batch ending at row {end} refused ({response.status_code}): {response.text[:500]}")
-            body = response.json()
-            report.learns += body["learns_applied"]
-            report.new_patterns += body["new_patterns"]
-            report.skipped_rows += body["skipped"]
-            report.batches.append(batch_id)
-            checkpoint.write_text(json.dumps({"file_id": file_id, "rows_done": end}))
-            progress.update(task, completed=end)
+            def sent(rows: int) -> None:
+                progress.advance(task, rows)
+                elapsed = time.perf_counter() - start
+                progress.update(task, rate=f"{progress.tasks[task].completed / max(elapsed, 1e-9):,.0f} rows/s")
 
-        for row in read_rows(path):
-            position += 1
-            if position <= done:
+            body, kind = ((_arrow_body(path, done, sent), ARROW_STREAM) if _is_parquet(path)
+                          else (_ndjson_body(path, done, sent), NDJSON))
+            try:
+                response = http.post(f"{url}/bulk/learn", data=body, timeout=3600, headers={"content-type": kind},
+                                     params={"node_id": node, "load_id": load_id, "offset": str(done),
+                                             "batch": str(batch_rows)})
+            except requests.ConnectionError:
+                if attempt == attempts:
+                    raise
+                time.sleep(min(5.0, 0.5 * attempt))
                 continue
-            batch.append(_normalise(row))
-            if len(batch) >= batch_rows:
-                flush(position)
-                batch = []
-        if batch:
-            flush(position)
-    report.rows = position - done
+            if response.status_code in (502, 503, 504) and attempt < attempts:
+                time.sleep(float(response.headers.get("Retry-After", 1)))
+                continue
+            if response.status_code != 200:
+                raise RuntimeError(f"the load was refused ({response.status_code}): {response.text[:500]}")
+            _add(report, response.json())
+            break
     report.seconds = time.perf_counter() - start
-    checkpoint.unlink(missing_ok=True)
     return report
+
+
+def _add(report: LoadReport, body: dict[str, Any]) -> None:
+    report.rows += body["rows"]
+    report.learns += body["learns_applied"]
+    report.new_patterns += body["new_patterns"]
+    report.skipped_rows += body["skipped"]
+    report.batches += body["batches"]
 
 
 def export(url: str, node: str, path: str) -> int:
@@ -156,13 +233,9 @@ def export(url: str, node: str, path: str) -> int:
 
 
 # ------------------------------------------------------------------- import-kato
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + c if c in GLOB_SPECIAL else c for c in text)
-
-
 def read_kb_keys(client: redis.Redis, kb_id: str) -> dict[str, dict[str, Any]]:
     """Every ``{kb_id}:*`` key of a KATO Redis as ``{key: {"type", "value"}}`` (SCAN, never KEYS)."""
-    keys = sorted(client.scan_iter(match=_escape_glob(kb_id) + ":*", count=1000))
+    keys = sorted(client.scan_iter(match=glob_escape(kb_id) + ":*", count=1000))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.type(key)

@@ -43,6 +43,11 @@ SQL_RANGE_ALL = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE bucket BETWEEN {{
 SQL_GET = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}} "
            "AND name IN {names:Array(String)} ORDER BY name")
 SQL_COUNT = f"SELECT count() AS n FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}}"
+SQL_EXISTING = (f"SELECT DISTINCT name FROM {_PATTERNS} WHERE kb_id = {{kb_id:String}} "
+                "AND name IN {names:Array(String)}")
+EXISTING_CHUNK = 20_000
+SQL_PARTS = ("SELECT count() AS n FROM system.parts WHERE database = 'kato' AND table = 'patterns_data' "
+             "AND active")
 SQL_DROP_PATTERNS = f"ALTER TABLE {_PATTERNS} DROP PARTITION {{kb_id:String}}"
 SQL_DROP_VECTORS = f"ALTER TABLE {_VECTORS} DROP PARTITION {{kb_id:String}}"
 SQL_NEAREST = (f"SELECT name, L2Distance(vector, {{q:Array(Float64)}}) AS distance FROM {_VECTORS} FINAL "
@@ -126,6 +131,19 @@ class PatternStore(ABC):
             return PATTERN_SCHEMA.empty_table()
         table = self._query_table(SQL_GET, {"kb_id": kb_id, "names": list(names)})
         return _conform(table, PATTERN_SCHEMA)
+
+    def existing_names(self, kb_id: str, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` the store holds for this KB (the flusher leaves those out of its insert)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(names))
+        for start in range(0, len(unique), EXISTING_CHUNK):
+            chunk = unique[start:start + EXISTING_CHUNK]
+            found.update(self._query_table(SQL_EXISTING, {"kb_id": kb_id, "names": chunk}).column("name").to_pylist())
+        return found
+
+    def active_parts(self) -> int:
+        """Active MergeTree parts of the patterns table (each insert makes one per partition it touches)."""
+        return int(self._query_table(SQL_PARTS).column("n")[0].as_py())
 
     def count(self, kb_id: str) -> int:
         return int(self._query_table(SQL_COUNT, {"kb_id": kb_id}).column("n")[0].as_py())
@@ -277,6 +295,10 @@ class _ChdbHandle:
     """One chdb session per process (chdb's embedded server binds one data directory), refcounted."""
 
     lock = threading.Lock()
+    # Every call into the engine, one thread at a time: chdb can block on its own session lock while holding the
+    # GIL, and an insert from a Python object (``Python(arrow_rows)``) needs the GIL inside chdb: two threads
+    # calling at once deadlocked (a flusher's insert and another flusher's query).
+    calls = threading.RLock()
     session: Any = None
     path: str | None = None
     users = 0
@@ -328,10 +350,12 @@ class ChdbStore(PatternStore):
         return {k: _encode_param(v) for k, v in params.items()} if params else None
 
     def _command(self, sql: str, params: Params | None = None) -> None:
-        self._session.query(sql, "CSV", params=self._params(params))
+        with _ChdbHandle.calls:
+            self._session.query(sql, "CSV", params=self._params(params))
 
     def _query_table(self, sql: str, params: Params | None = None) -> pa.Table:
-        return self._session.query(sql, "ArrowTable", params=self._params(params))
+        with _ChdbHandle.calls:
+            return self._session.query(sql, "ArrowTable", params=self._params(params))
 
     def _stream(self, sql: str, params: Params, batch_rows: int) -> Iterator[pa.RecordBatch]:
         # A chdb connection runs one streaming query at a time and any other query on it ends the stream,
@@ -341,18 +365,28 @@ class ChdbStore(PatternStore):
         with _ChdbHandle.lock:
             conn = chdb_session.Session(self.path)
         try:
-            result = conn.send_query(sql, "Arrow", params=self._params(params))
+            with _ChdbHandle.calls:
+                result = conn.send_query(sql, "Arrow", params=self._params(params))
+                batches = result.record_batch(rows_per_batch=batch_rows)
             try:
-                yield from result.record_batch(rows_per_batch=batch_rows)
+                while True:
+                    with _ChdbHandle.calls:
+                        batch = next(batches, None)
+                    if batch is None:
+                        return
+                    yield batch
             finally:
-                result.close()
+                with _ChdbHandle.calls:
+                    result.close()
         finally:
-            conn.close()
+            with _ChdbHandle.calls:
+                conn.close()
 
     def _insert_arrow(self, target: str, table: pa.Table) -> None:
         cols = ", ".join(_INSERT_TARGETS[target])
         arrow_rows = table  # noqa: F841 - read by chdb's Python() table function from this frame
-        self._session.query(f"INSERT INTO {DATABASE}.{target} ({cols}) SELECT {cols} FROM Python(arrow_rows)")
+        with _ChdbHandle.calls:
+            self._session.query(f"INSERT INTO {DATABASE}.{target} ({cols}) SELECT {cols} FROM Python(arrow_rows)")
 
     def close(self) -> None:
         if not self._closed:

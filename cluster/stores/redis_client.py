@@ -60,6 +60,7 @@ class TranslatingRedis(redis.Redis):
         return TranslatingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
-def connect(url: str, **options: Any) -> redis.Redis:
-    """A decoded client for ``url`` whose unavailability errors are ``RedisDown``."""
-    return TranslatingRedis.from_url(url, decode_responses=True, **options)
+def connect(url: str, decode: bool = True, **options: Any) -> redis.Redis:
+    """A client for ``url`` (answers decoded to str unless ``decode`` is False) whose unavailability errors are
+    ``RedisDown``."""
+    return TranslatingRedis.from_url(url, decode_responses=decode, **options)

@@ -6,13 +6,17 @@ ingress replica, or a plain uvicorn server in single-process mode and tests).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.events_ws import events_router
 from serve_app.api.holder import ServiceHolder, process_holder
 from serve_app.api.middleware import KatoConventions
-from serve_app.api.nodes import bulk_router, nodes_router
+from serve_app.api.nodes import BODY_MODELS, bulk_router, nodes_router
 from serve_app.api.service_routes import service_router
 from serve_app.api.sessions import sessions_router
 
@@ -27,4 +31,21 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     for router in (sessions_router(current), bulk_router(current), nodes_router(current), service_router(current),
                    events_router(current)):
         app.include_router(router)
+    _document_models(app, BODY_MODELS)
     return app
+
+
+def _document_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add request models that routes read themselves (not as a body parameter) to the schema's components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            _, defs = models_json_schema([(m, "validation") for m in models],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

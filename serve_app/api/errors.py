@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from schema.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     KatoError,
     NotFound,
@@ -29,6 +30,7 @@ HTTP_STATUS: dict[type[KatoError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     PayloadTooLarge: 413,
     Unprocessable: 422,
     ServiceUnavailable: 503,

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schema.api import ARROW_STREAM, NDJSON
 from schema.errors import KatoError, PayloadTooLarge
 from serve_app.access import OPEN_PATHS, nodes_for_token, restrict_to
 from serve_app.api.errors import error_response
@@ -44,6 +45,12 @@ async def limited_body(scope: Scope, receive: Receive, limit: int) -> tuple[bool
         return messages.pop(0) if messages else await receive()
 
     return False, replay
+
+
+def streamed(path: str, content_type: str) -> bool:
+    """A streamed bulk load: read as it arrives, in bounded memory, so the body limit does not apply to it."""
+    kind = content_type.split(";")[0].strip().lower()
+    return path == "/bulk/learn" and kind in (NDJSON, ARROW_STREAM)
 
 
 def _extra_headers(request: Request) -> list[tuple[bytes, bytes]]:
@@ -82,9 +89,10 @@ class KatoConventions:
         try:
             if holder.api_keys and path not in OPEN_PATHS:
                 restrict_to(nodes_for_token(holder.api_keys, request.headers.get("authorization")))
-            too_large, receive = await limited_body(scope, receive, holder.max_body_bytes)
-            if too_large:
-                raise PayloadTooLarge(holder.max_body_bytes)
+            if not streamed(path, request.headers.get("content-type", "")):
+                too_large, receive = await limited_body(scope, receive, holder.max_body_bytes)
+                if too_large:
+                    raise PayloadTooLarge(holder.max_body_bytes)
         except KatoError as error:
             response = error_response(error)
         try:

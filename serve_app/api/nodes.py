@@ -3,26 +3,35 @@
 # No ``from __future__ import annotations`` here: Serve pickles the app, and FastAPI analyses the routes of an
 # included router again in the replica, where a string annotation names nothing (a body becomes a query).
 
+import asyncio
+import io
 import json
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
-from schema.api import BulkLearnRequest, KbImportRequest
+from schema.api import ARROW_STREAM, NDJSON, BulkLearnRequest, BulkPattern, KbImportRequest
+from schema.errors import Unprocessable
 from schema.responses import (
     AffinitiesResponse,
-    BulkLearnResult,
+    BulkLearnAnswer,
     DeprecatedCognitionResponse,
     DeprecatedPerceptResponse,
     ExportedPattern,
     KbImportResult,
+    LoadProgress,
     PatternResponse,
     SymbolAffinityResponse,
     SymbolStatsResponse,
 )
+from serve_app.api.body_pipe import BodyPipe
 from serve_app.api.documented import FORBIDDEN, UNAVAILABLE, UNPROCESSABLE
 from serve_app.api.holder import Current, call
+from serve_app.api.rendering import as_response
 from serve_app.service import resolve_node
 
 
@@ -35,6 +44,36 @@ class NDJSONResponse(StreamingResponse):
 EXPORT_LINES = {"description": "JSON lines, one `ExportedPattern` object per line.",
                 "content": {NDJSONResponse.media_type: {"itemSchema": ExportedPattern.model_json_schema()}}}
 """The schema of each line, as OpenAPI 3.2 (and FastAPI for its own JSON Lines) writes a sequential media type."""
+
+
+STREAMED_BODIES = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/BulkLearnRequest"}},
+    NDJSON: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BulkPattern"}},
+             "description": "One pattern per line, read as it arrives; needs `node_id` in the query."},
+    ARROW_STREAM: {"schema": {"type": "string", "format": "binary"},
+                   "description": "Arrow IPC stream with an `events` column (list of lists of strings) and "
+                                  "optional `emotives`, `metadata` (JSON text or native) and `frequency`."}}}}
+"""``/bulk/learn`` takes a JSON document, or a streamed body (``serve_app.bulk``); the models it refers to are
+added to the schema's components by ``serve_app.api.app``."""
+BODY_MODELS = (BulkLearnRequest, BulkPattern)
+
+
+async def _learn_stream(service: Any, request: Request, content_type: str, node_id: str | None,
+                        options: dict[str, Any]) -> Any:
+    if not node_id:
+        raise Unprocessable("a streamed bulk load needs the node_id query parameter")
+    pipe = BodyPipe()
+    reader = io.BufferedReader(pipe, 1 << 20)
+
+    def learn() -> Any:
+        try:
+            return as_response(service.bulk_learn_stream(node_id, reader, content_type, **options))
+        finally:
+            pipe.abandon()
+
+    worker = asyncio.ensure_future(run_in_threadpool(learn))
+    await pipe.feed(request.stream())
+    return await worker
 
 
 def node_of(request: Request, node_id: str | None) -> str:
@@ -85,9 +124,26 @@ def bulk_router(current: Current) -> APIRouter:
                              "emotives, metadata, symbol statistics, affinity) equals learning the patterns one "
                              "by one in order, each `frequency` times. Patterns with fewer than two symbols are "
                              "skipped (their name is empty), as a learn would skip them.",
-                 response_model=BulkLearnResult, responses=UNPROCESSABLE)
-    async def bulk_learn(body: BulkLearnRequest):
+                 response_model=BulkLearnAnswer, responses=UNPROCESSABLE,
+                 openapi_extra=STREAMED_BODIES)
+    async def bulk_learn(request: Request, node_id: str | None = None, persistence: int = 5,
+                         load_id: str | None = None, offset: int = 0, batch: int = 5000):
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type in (NDJSON, ARROW_STREAM):
+            return await _learn_stream(current().require(), request, content_type, node_id,
+                                       {"persistence": persistence, "load_id": load_id, "offset": offset,
+                                        "batch": batch})
+        try:
+            body = BulkLearnRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from error
         return await call(current().require().bulk_learn, body)
+
+    @router.get("/loads/{load_id}", summary="How many rows of a streamed load are committed",
+                description="A client resuming a load sends the rest of its file with `offset` = `rows_done`.",
+                response_model=LoadProgress)
+    async def bulk_load_progress(load_id: str, request: Request, node_id: str | None = None):
+        return await call(current().require().bulk_load_progress, node_of(request, node_id), load_id)
 
     @router.get("/export", summary="Every pattern of a node as JSON lines",
                 description="One JSON object per line: name, events, emotives (stored list), metadata, frequency. "

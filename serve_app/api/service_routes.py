@@ -44,7 +44,11 @@ def processors(current: Current) -> dict[str, Any]:
             "processors": [{"processor_id": f"shard-{s.shard_id}",
                             "node_id": f"buckets {s.bucket_lo}-{s.bucket_hi}", "created_at": None,
                             "last_accessed": None, "access_count": 0, "idle_seconds": 0.0,
-                            "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes, "pid": s.pid}
+                            "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes, "pid": s.pid,
+                            "log": {"rows": s.log_rows, "entries": s.log_entries,
+                                    "flush_lag_seconds": s.flush_lag_seconds, "last_flush_error": s.last_flush_error,
+                                    "rows_flushed": s.rows_flushed, "store_inserts": s.store_inserts,
+                                    "store_parts": s.store_parts}}
                            for s in shards]}
 
 

@@ -104,3 +104,77 @@ def test_export_is_the_inverse_of_load(base_url):
     again = [json.loads(line) for line in
              requests.get(f"{base_url}/bulk/export", params={"node_id": "exp_dst"}).text.splitlines()]
     assert again == exported
+
+
+def _lines(rows: list[dict]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def _chunked(data: bytes, size: int = 7):
+    """The body as many small chunks (chunked transfer encoding: no Content-Length, read as it arrives)."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+STREAM_ROWS = [{"events": [["s1", "s2"], ["s3"]], "emotives": [{"joy": 0.25}], "metadata": {"k": "v"}},
+               {"events": [["s3"], ["s4"]], "frequency": 4},
+               {"events": [["s1", "s2"], ["s3"]], "emotives": [{"joy": 1.5}]},
+               {"events": [["lonely"]]}]
+
+
+def test_a_streamed_ndjson_body_equals_the_json_batch(base_url, embedded_redis):
+    requests.post(f"{base_url}/bulk/learn", json={"node_id": "stream_json", "patterns": STREAM_ROWS}
+                  ).raise_for_status()
+    streamed = requests.post(f"{base_url}/bulk/learn", params={"node_id": "stream_nd"},
+                             data=_chunked(_lines(STREAM_ROWS)), headers={"content-type": "application/x-ndjson"})
+    assert streamed.status_code == 200, streamed.text
+    body = streamed.json()
+    assert (body["rows"], body["learns_applied"], body["new_patterns"], body["skipped"]) == (4, 6, 2, 1)
+    assert kb_dump(embedded_redis.url, kb_id_for("stream_nd")) == kb_dump(embedded_redis.url, kb_id_for("stream_json"))
+
+
+def test_a_streamed_arrow_body_equals_the_json_batch(base_url, embedded_redis):
+    import pyarrow as pa
+
+    table = pa.table({"events": [r["events"] for r in STREAM_ROWS],
+                      "emotives": [json.dumps(r.get("emotives", [])) for r in STREAM_ROWS],
+                      "metadata": [json.dumps(r.get("metadata", {})) for r in STREAM_ROWS],
+                      "frequency": [r.get("frequency", 1) for r in STREAM_ROWS]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=1):
+            writer.write_batch(batch)
+    streamed = requests.post(f"{base_url}/bulk/learn", params={"node_id": "stream_arrow"},
+                             data=_chunked(sink.getvalue().to_pybytes(), 64),
+                             headers={"content-type": "application/vnd.apache.arrow.stream"})
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.json()["new_patterns"] == 2
+    requests.post(f"{base_url}/bulk/learn", json={"node_id": "stream_json2", "patterns": STREAM_ROWS}
+                  ).raise_for_status()
+    assert kb_dump(embedded_redis.url, kb_id_for("stream_arrow")) == kb_dump(embedded_redis.url,
+                                                                             kb_id_for("stream_json2"))
+
+
+def test_a_load_sent_again_resumes_and_learns_no_row_twice(base_url):
+    rows = [{"events": [[f"r{i}"], [f"r{i + 1}"]]} for i in range(12_000)]  # three batches of the stream
+    url, params = f"{base_url}/bulk/learn", {"node_id": "stream_resume", "load_id": "file-1"}
+    headers = {"content-type": "application/x-ndjson"}
+    bad = _lines(rows[:7000]) + b'{"events": "not a list"}\n' + _lines(rows[7000:])
+    failed = requests.post(url, params=params, data=_chunked(bad, 65536), headers=headers)
+    assert failed.status_code == 422 and "line 7001" in failed.json()["detail"]
+    again = requests.post(url, params=params, data=_chunked(_lines(rows), 65536), headers=headers)
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["resumed_from"] == 5000 and body["rows"] == 7000 and body["new_patterns"] == 7000
+    viewer = KatoClient(base_url, node_id="stream_resume")
+    viewer.observe(["r10"])
+    viewer.observe(["r11"])
+    assert viewer.predictions()[0]["frequency"] == 1
+    done = requests.post(url, params=params, data=_chunked(_lines(rows), 65536), headers=headers).json()
+    assert (done["resumed_from"], done["rows"], done["learns_applied"]) == (12_000, 0, 0)
+
+
+def test_a_streamed_load_needs_a_node_and_is_not_held_to_the_body_limit(base_url):
+    headers = {"content-type": "application/x-ndjson"}
+    missing = requests.post(f"{base_url}/bulk/learn", data=_lines(STREAM_ROWS), headers=headers)
+    assert missing.status_code == 422 and "node_id" in missing.json()["detail"]

@@ -23,10 +23,10 @@ from tests.unit.test_predictor_differential import assert_same
 pytestmark = pytest.mark.integration
 
 
-def make_backend(chdb_store, redis_client, shard_count: int) -> ClusterBackend:
+def make_backend(chdb_store, redis_client, pattern_log, shard_count: int) -> ClusterBackend:
     ranges = even_ranges(shard_count)
-    shards = LocalShards([StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store) for r in ranges])
-    return ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store)
+    shards = LocalShards([StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store, pattern_log) for r in ranges])
+    return ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store, log_keys=pattern_log.keys)
 
 
 def drive(backend, kb_id: str, rng: random.Random, config: dict) -> list[tuple]:
@@ -47,12 +47,12 @@ def drive(backend, kb_id: str, rng: random.Random, config: dict) -> list[tuple]:
 
 
 @pytest.mark.parametrize("shard_count", [1, 3])
-def test_cluster_backend_matches_reference(chdb_store, redis_client, make_kb_id, shard_count):
+def test_cluster_backend_matches_reference(chdb_store, redis_client, pattern_log, make_kb_id, shard_count):
     kb_id = make_kb_id("c")
     for seed, extra in ((1, {}), (2, {"recall_threshold": 0.0, "max_predictions": 3}),
                         (3, {"affinity_emotive": "joy", "rank_sort_algo": "confluence"}),
                         (4, {"max_pattern_length": 3, "stm_mode": "ROLLING", "use_token_matching": False})):
-        cluster = make_backend(chdb_store, redis_client, shard_count)
+        cluster = make_backend(chdb_store, redis_client, pattern_log, shard_count)
         cluster.clear_kb(kb_id)
         config = effective_config({"recall_threshold": 0.1, **extra}, ServerDefaults())
         got = drive(cluster, kb_id, random.Random(seed), config)
@@ -62,23 +62,24 @@ def test_cluster_backend_matches_reference(chdb_store, redis_client, make_kb_id,
             assert_same(g, e)
 
 
-def test_restarted_shards_reload_and_answer_the_same(chdb_store, redis_client, make_kb_id):
+def test_restarted_shards_reload_and_answer_the_same(chdb_store, redis_client, pattern_log, make_kb_id):
     kb_id = make_kb_id("r")
-    first = make_backend(chdb_store, redis_client, 2)
+    first = make_backend(chdb_store, redis_client, pattern_log, 2)
     drive(first, kb_id, random.Random(9), effective_config({}, ServerDefaults()))
     stm = [["w1"], ["w2", "w3"]]
     before = first.predict(kb_id, stm, QueryOptions(0.0, 20))
     ranges = even_ranges(2)
-    reloaded = [StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store) for r in ranges]
+    reloaded = [StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store, pattern_log) for r in ranges]
     assert sum(s.load() for s in reloaded) >= sum(first.shards.shards[i].count(kb_id) for i in range(2))
-    second = ClusterBackend(LocalShards(reloaded), ranges, RedisKB(redis_client), chdb_store)
+    second = ClusterBackend(LocalShards(reloaded), ranges, RedisKB(redis_client), chdb_store,
+                            log_keys=pattern_log.keys)
     assert second.predict(kb_id, stm, QueryOptions(0.0, 20)) == before
     assert before[0]
 
 
-def test_finalize_training_matches_reference(chdb_store, redis_client, make_kb_id):
+def test_finalize_training_matches_reference(chdb_store, redis_client, pattern_log, make_kb_id):
     kb_id = make_kb_id("f")
-    cluster = make_backend(chdb_store, redis_client, 2)
+    cluster = make_backend(chdb_store, redis_client, pattern_log, 2)
     memory = MemoryBackend()
     config = effective_config({}, ServerDefaults())
     drive(cluster, kb_id, random.Random(5), config)
@@ -88,9 +89,9 @@ def test_finalize_training_matches_reference(chdb_store, redis_client, make_kb_i
     assert_same(cluster.predict(kb_id, stm, QueryOptions()), memory.predict(kb_id, stm, QueryOptions()))
 
 
-def test_vectors_are_indexed_at_learn_and_recalled(chdb_store, redis_client, make_kb_id):
+def test_vectors_are_indexed_at_learn_and_recalled(chdb_store, redis_client, pattern_log, make_kb_id):
     kb_id = make_kb_id("v")
-    cluster = make_backend(chdb_store, redis_client, 2)
+    cluster = make_backend(chdb_store, redis_client, pattern_log, 2)
     config = effective_config({}, ServerDefaults())
     state = SessionState(session_id="s", node_id="n")
     session_logic.observe(state, ObservationData(vectors=[[1, 0, 0, 0]]), config, cluster, kb_id)

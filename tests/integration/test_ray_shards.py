@@ -11,6 +11,7 @@ import pytest
 
 from actors.ray_shard import RayShards, start_shard_actors
 from cluster.ops.bench.workloads import standard_patterns, standard_queries
+from cluster.stores.pattern_log import LogKeys
 from cluster.stores.redis_kb import RedisKB
 from schema.errors import ShardUnavailable
 from schema.learning import make_pattern
@@ -21,13 +22,15 @@ from serve_app.cluster_backend import ClusterBackend
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_killed_shard_restarts_with_its_data(ray_cluster, redis_client, tmp_path):
+def test_killed_shard_restarts_with_its_data(ray_cluster, embedded_redis, redis_client, tmp_path):
     ray = ray_cluster
     ranges = even_ranges(2)
     dsns = [f"chdb://{tmp_path}/shard-{r.shard_id}/chdb" for r in ranges]
-    handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges], dsns, f"test-{uuid.uuid4().hex}")
+    namespace = f"test-{uuid.uuid4().hex}"
+    handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges], dsns, namespace,
+                                 redis_url=embedded_redis.url)
     shards = RayShards(handles)
-    backend = ClusterBackend(shards, ranges, RedisKB(redis_client))
+    backend = ClusterBackend(shards, ranges, RedisKB(redis_client), log_keys=LogKeys(namespace))
     patterns = standard_patterns(500, seed=11)
     backend.learn_batch("kb_kato", [make_pattern(p) for p in patterns], 5)
     assert sum(s.patterns_per_kb.get("kb_kato", 0) for s in shards.stats()) == len({str(p) for p in patterns})

@@ -65,10 +65,10 @@ class CheckedClient(AppClient):
 
 
 @pytest.fixture
-def client(chdb_store, redis_client) -> CheckedClient:
+def client(chdb_store, redis_client, pattern_log) -> CheckedClient:
     ranges = even_ranges(2)
-    shards = LocalShards([StoredShard(Shard(s.shard_id, s.lo, s.hi), chdb_store) for s in ranges])
-    backend = ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store)
+    shards = LocalShards([StoredShard(Shard(s.shard_id, s.lo, s.hi), chdb_store, pattern_log) for s in ranges])
+    backend = ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store, log_keys=pattern_log.keys)
     service = KatoService(SessionStore(redis_client), backend)
     return CheckedClient(build_app(ServiceHolder(service=service, monitor=Monitor(redis_client))))
 
@@ -182,10 +182,14 @@ def test_node_level_and_bulk_answers_fit(client):
     assert loaded["skipped"] == 1
     assert client.post("/bulk/learn", json={"node_id": other, "batch_id": "b1", "patterns": []})[
         "status"] == "already_applied"
+    streamed = client.raw("POST", f"/bulk/learn?node_id={other}&load_id=l1", content=b'{"events": [["s"], ["t"]]}\n',
+                          headers={"content-type": "application/x-ndjson"})
+    assert streamed.status_code == 200 and validated(r.StreamedLoadResult, streamed.json()).rows == 1
+    assert client.get(f"/bulk/loads/l1?node_id={other}")["rows_done"] == 1
     export = client.raw("GET", f"/bulk/export?node_id={other}")
     assert export.headers["content-type"] == "application/x-ndjson"
     lines = export.text.splitlines()
-    assert len(lines) == 1 and validated(r.ExportedPattern, json.loads(lines[0])).frequency == 3
+    assert len(lines) == 2 and {validated(r.ExportedPattern, json.loads(line)).frequency for line in lines} == {3, 1}
     imported = client.post("/bulk/import-kato", json={
         "kb_id": f"{other}_kato", "patterns": [{"name": "a" * 40, "events": [["i"], ["j"]]}],
         "keys": {f"{other}_kato:frequency:{'a' * 40}": {"type": "string", "value": 2}}})

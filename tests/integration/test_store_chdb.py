@@ -25,7 +25,7 @@ def _read_all(batches) -> pa.Table:
 def test_ddl_is_idempotent_and_versioned(chdb_store):
     assert chdb_store.apply_ddl() == []  # the fixture already applied everything
     assert chdb_store.apply_ddl() == []
-    assert chdb_store.applied_versions() == [m.version for m in migrations()] == [1, 2, 3]
+    assert chdb_store.applied_versions() == [m.version for m in migrations()] == [1, 2, 3, 4]
 
 
 def test_second_data_dir_in_one_process_is_refused(chdb_store, tmp_path):

@@ -15,7 +15,8 @@ from serve_app.api.errors import error_response, status_of
 
 EXPECTED_STATUS = {
     "BadRequest": 400, "EmptySTMError": 400, "VectorLengthError": 400, "ConfigValidationError": 400,
-    "Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "SessionNotFound": 404, "PayloadTooLarge": 413,
+    "Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "SessionNotFound": 404, "Conflict": 409,
+    "PayloadTooLarge": 413,
     "Unprocessable": 422, "ServiceUnavailable": 503, "ServiceStarting": 503, "ShardUnavailable": 503,
     "StoreUnavailable": 503, "RedisUnavailable": 503, "SessionLockTimeout": 503, "SessionLockLost": 503,
     "StoreError": 500, "SettingsError": 500, "LauncherError": 500, "KatoError": 500,

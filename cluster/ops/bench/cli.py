@@ -132,3 +132,20 @@ def storage_command(patterns: int = typer.Option(100_000, help="Patterns to inse
     from cluster.ops.bench.storage import StorageBench, main
 
     main(StorageBench(patterns, batch, redis_batch, redis_patterns))
+
+
+@bench_app.command("learn")
+def learn_command(url: str = typer.Option(None, help="A running service; default: start one (embedded engines)."),
+                  patterns: int = typer.Option(100_000, help="Corpus bulk-loaded first (streamed Arrow)."),
+                  learns: int = typer.Option(300, help="Learn calls to time (after a few observes each)."),
+                  clients: str = typer.Option("1,8", help="Concurrent clients C[,C...] for observe + learn."),
+                  seconds: float = typer.Option(20.0, help="Seconds each observe + learn rate runs."),
+                  sequences: int = typer.Option(200, help="observe-sequence calls (15 tokens, learn_at_end)."),
+                  single_learns: int = typer.Option(10_000, help="Single learns before counting parts."),
+                  shards: int = typer.Option(2, help="Shards of the service it starts."),
+                  port: int = typer.Option(8766, help="Port of the service it starts.")) -> None:
+    """The write path: bulk ingest, learn latency, learning rate, observe-sequence, ClickHouse parts."""
+    from cluster.ops.bench.learning import LearnBench, main
+
+    main(LearnBench(url, patterns, learns, tuple(_ints(clients, "--clients")), seconds, sequences, single_learns,
+                    shards, port))

@@ -1,0 +1,47 @@
+"""Redis key names of one knowledge base, in KATO's layout (spec §3.6): every key starts with ``{kb_id}:``."""
+
+from __future__ import annotations
+
+GLOBAL_TOTAL_SYMBOLS = "global:total_symbols_in_patterns_frequencies"
+GLOBAL_PATTERN_FREQUENCIES = "global:total_pattern_frequencies"
+GLOBAL_UNIQUE_PATTERNS = "global:total_unique_patterns"
+_GLOB_SPECIAL = frozenset("*?[]\\")
+
+
+def glob_escape(text: str) -> str:
+    """Escape Redis glob metacharacters so ``text`` matches itself literally in SCAN MATCH."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
+
+
+class KBKeys:
+    def __init__(self, kb_id: str) -> None:
+        self.kb_id = kb_id
+        self.prefix = f"{kb_id}:"
+        self.symbols_freq = f"{kb_id}:symbols:freq"
+        self.symbols_pmf = f"{kb_id}:symbols:pmf"
+        self.total_symbols = f"{kb_id}:{GLOBAL_TOTAL_SYMBOLS}"
+        self.pattern_frequencies = f"{kb_id}:{GLOBAL_PATTERN_FREQUENCIES}"
+        self.unique_patterns = f"{kb_id}:{GLOBAL_UNIQUE_PATTERNS}"
+        self.applied_batches = f"{kb_id}:bulk:applied_batches"  # batch ids of /bulk/learn applied (at most once)
+        self.bulk_loads = f"{kb_id}:bulk:loads"  # load id -> rows of a streamed load committed so far
+
+    def frequency(self, name: str) -> str:
+        return f"{self.kb_id}:frequency:{name}"
+
+    def emotives(self, name: str) -> str:
+        return f"{self.kb_id}:emotives:{name}"
+
+    def metadata(self, name: str) -> str:
+        return f"{self.kb_id}:metadata:{name}"
+
+    def affinity(self, symbol: str) -> str:
+        return f"{self.kb_id}:affinity:{symbol}"
+
+    def symbol_to_patterns(self, symbol: str) -> str:
+        return f"{self.kb_id}:symbol_to_patterns:{symbol}"
+
+    def intrinsic(self, kind: str, name: str) -> str:
+        return f"{self.kb_id}:{kind}:{name}"
+
+    def match_all(self) -> str:
+        return glob_escape(self.prefix) + "*"

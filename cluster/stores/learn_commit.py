@@ -1,0 +1,241 @@
+"""One batch of learns committed to Redis in one atomic, fsync'd step: KATO's statistics and the log of the
+patterns it creates (spec §1.6–§1.8; the log is ``cluster.stores.pattern_log``).
+
+The end state equals learning the patterns one by one in order. How:
+
+1. Read, in one round trip, what the batch depends on: whether each pattern exists (its frequency key), and
+   the stored emotives/metadata of the patterns whose re-learn merges new ones into them.
+2. Plan in Python: replay the batch in order over what was read (new vs existing, KATO's emotive trimming
+   and metadata union, aggregated counters; affinity increments stay one per learn and in order, so float sums
+   round exactly as sequential learns do). ``json.dumps`` writes the JSON, as KATO does.
+3. Run the plan as one Lua script: it first checks that what was read still holds (compare-and-set), then
+   applies every write and appends the new patterns' rows to their shards' logs. A concurrent learn that got
+   there first makes the check fail; the batch is read and planned again. Nothing is written unless all of it
+   is, and Redis with ``appendfsync always`` writes the whole script to its AOF and fsyncs it before answering
+   (concurrent learns from other clients share that fsync: Redis fsyncs once per event-loop pass).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from cluster.stores.kb_keys import KBKeys
+from cluster.stores.pattern_log import LogAppend
+from schema.errors import ServiceUnavailable
+from schema.learning import LearnedPattern, merge_metadata, trim_emotives
+
+_COMMIT = """
+local plan = cjson.decode(ARGV[1])
+for _, check in ipairs(plan.exists) do
+    if redis.call('exists', check[1]) ~= check[2] then return 0 end
+end
+for _, check in ipairs(plan.equal) do
+    if redis.call('get', check[1]) ~= check[2] then return 0 end
+end
+for _, cap in ipairs(plan.caps) do
+    if tonumber(redis.call('get', cap[1]) or '0') + cap[3] > cap[2] then return -1 end
+end
+for _, guard in ipairs(plan.guards) do
+    if guard[1] == 'not_member' and redis.call('sismember', guard[2], guard[3]) == 1 then return 2 end
+    if guard[1] == 'field_equal' and redis.call('hget', guard[2], guard[3]) ~= guard[4] then return 2 end
+end
+for _, op in ipairs(plan.ops) do
+    for i = 2, #op do
+        if type(op[i]) == 'table' then op[i] = ARGV[op[i][1]] end
+    end
+    redis.call(unpack(op))
+end
+return 1
+"""
+_MAX_ATTEMPTS = 50
+
+
+class LogFull(ServiceUnavailable):
+    """The write-ahead log of this KB on a shard is at its bound (the store is behind): retry later."""
+
+    retry_after = 5
+
+
+RowsFor = Callable[[set[str]], list[LogAppend]]
+"""The log appends for the patterns of the batch that are new (given their names)."""
+
+
+class GuardFailed(Exception):
+    """The batch's guard no longer holds (its batch was applied already, or its load moved on)."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A condition the batch is applied under, and what records that it was, in the same atomic step: a batch id
+    not applied yet (``not_member``), or a load's progress still at what the caller read (``field_equal``)."""
+
+    checks: tuple[tuple[Any, ...], ...]
+    ops: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def once(cls, set_key: str, batch_id: str) -> Guard:
+        return cls((("not_member", set_key, batch_id),), (("SADD", set_key, batch_id),))
+
+    @classmethod
+    def progress(cls, hash_key: str, load_id: str, expected: int | None, done: int) -> Guard:
+        return cls((("field_equal", hash_key, load_id, False if expected is None else str(expected)),),
+                   (("HSET", hash_key, load_id, str(done)),))
+
+
+@dataclass
+class _Pattern:
+    """What the plan knows of one pattern of the batch as it replays the learns in order."""
+
+    existed: bool
+    exists: bool
+    emotives: list[dict[str, float]] = field(default_factory=list)
+    metadata: dict[str, list[str]] = field(default_factory=dict)
+    stored_emotives: str | None = None
+    stored_metadata: str | None = None
+    frequency: int = 0
+    rewrite: bool = False
+
+
+class LearnCommit:
+    def __init__(self, client: redis.Redis, symbol_to_patterns: bool = False, log_bound: int = 1_000_000) -> None:
+        self.client = client
+        self.symbol_to_patterns = symbol_to_patterns
+        self.log_bound = log_bound
+        self._script = client.register_script(_COMMIT)
+
+    def commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
+               rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
+               guard: Guard | None = None) -> list[bool]:
+        """Apply the learns in order; element i is True iff learn i created its pattern. ``before`` are
+        ``(set key, member)`` additions made first, outside the atomic step (idempotent registrations); the
+        batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step."""
+        keys = KBKeys(kb_id)
+        for _ in range(_MAX_ATTEMPTS):
+            state = self._read(keys, patterns, before)
+            new = self._replay(state, patterns, persistence)
+            plan = self._plan(keys, state, patterns, new, persistence)
+            if guard is not None:
+                plan["guards"] = [list(check) for check in guard.checks]
+                plan["ops"].extend(list(op) for op in guard.ops)
+            appends = rows_for({p.name for p, is_new in zip(patterns, new) if is_new}) if rows_for else []
+            outcome = self._run(plan, appends)
+            if outcome == 1:
+                return new
+            if outcome == 2:
+                raise GuardFailed()
+            if outcome == -1:
+                raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
+        raise ServiceUnavailable("too many concurrent learns of the same patterns; retry")
+
+    def append(self, appends: Sequence[LogAppend], before: Sequence[tuple[str, str]] = ()) -> None:
+        """Log rows with no statistics to change (registrations first, as ``commit`` does)."""
+        if before:
+            pipe = self.client.pipeline(transaction=False)
+            for set_key, member in before:
+                pipe.sadd(set_key, member)
+            pipe.execute()
+        if appends and self._run({"exists": [], "equal": [], "ops": []}, list(appends)) == -1:
+            raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
+
+    def _read(self, keys: KBKeys, patterns: Sequence[LearnedPattern], before: Sequence[tuple[str, str]]
+              ) -> dict[str, _Pattern]:
+        names = list(dict.fromkeys(p.name for p in patterns))
+        merging = list(dict.fromkeys(p.name for p in patterns if p.emotives or p.metadata))
+        pipe = self.client.pipeline(transaction=False)
+        for set_key, member in before:
+            pipe.sadd(set_key, member)
+        pipe.mget([keys.frequency(n) for n in names])
+        if merging:
+            pipe.mget([keys.emotives(n) for n in merging] + [keys.metadata(n) for n in merging])
+        replies = pipe.execute()[len(before):]
+        state = {n: _Pattern(existed=v is not None, exists=v is not None) for n, v in zip(names, replies[0])}
+        if merging:
+            stored = replies[1]
+            for i, name in enumerate(merging):
+                p = state[name]
+                p.stored_emotives, p.stored_metadata = _text(stored[i]), _text(stored[len(merging) + i])
+                p.emotives = json.loads(p.stored_emotives) if p.stored_emotives is not None else []
+                p.metadata = json.loads(p.stored_metadata) if p.stored_metadata is not None else {}
+        return state
+
+    @staticmethod
+    def _replay(state: dict[str, _Pattern], patterns: Sequence[LearnedPattern], persistence: int) -> list[bool]:
+        new = []
+        for p in patterns:
+            s = state[p.name]
+            new.append(not s.exists)
+            s.frequency += p.repeats
+            if not s.exists:
+                s.exists = True
+                s.emotives = trim_emotives(p.emotives, persistence)
+                s.metadata = merge_metadata({}, p.metadata)
+            elif p.emotives or p.metadata:
+                s.emotives = trim_emotives([*s.emotives, *p.emotives], persistence)
+                s.metadata = merge_metadata(s.metadata, p.metadata)
+                s.rewrite = True
+        return new
+
+    def _plan(self, keys: KBKeys, state: dict[str, _Pattern], patterns: Sequence[LearnedPattern], new: list[bool],
+              persistence: int) -> dict[str, list[Any]]:
+        ops: list[list[Any]] = []
+        exists, equal = [], []
+        for name, s in state.items():
+            exists.append([keys.frequency(name), int(s.existed)])
+            if not s.existed:
+                ops.append(["SET", keys.frequency(name), str(s.frequency)])
+                ops.append(["SET", keys.emotives(name), json.dumps(s.emotives)])
+                ops.append(["SET", keys.metadata(name), json.dumps(s.metadata)])
+                continue
+            ops.append(["INCRBY", keys.frequency(name), s.frequency])
+            if s.rewrite:
+                equal.append([keys.emotives(name), s.stored_emotives if s.stored_emotives is not None else False])
+                equal.append([keys.metadata(name), s.stored_metadata if s.stored_metadata is not None else False])
+                ops.append(["SET", keys.emotives(name), json.dumps(s.emotives)])
+                ops.append(["SET", keys.metadata(name), json.dumps(s.metadata)])
+        ops.extend(self._counter_ops(keys, patterns, new))
+        return {"exists": exists, "equal": equal, "ops": ops}
+
+    def _counter_ops(self, keys: KBKeys, patterns: Sequence[LearnedPattern], new: list[bool]) -> list[list[Any]]:
+        symbol_freq: Counter[str] = Counter()
+        pmf: Counter[str] = Counter()
+        members: dict[str, set[str]] = {}
+        total_symbols = 0
+        for p, is_new in zip(patterns, new):
+            counts = p.symbol_counts
+            symbol_freq.update({s: c * p.repeats for s, c in counts.items()})
+            total_symbols += p.length * p.repeats
+            if is_new:
+                pmf.update(counts.keys())
+            if self.symbol_to_patterns:
+                for s in counts:
+                    members.setdefault(s, set()).add(p.name)
+        ops: list[list[Any]] = [["HINCRBY", keys.symbols_freq, s, c] for s, c in symbol_freq.items()]
+        ops += [["HINCRBY", keys.symbols_pmf, s, c] for s, c in pmf.items()]
+        ops += [["SADD", keys.symbol_to_patterns(s), *sorted(names)] for s, names in members.items()]
+        ops.append(["INCRBY", keys.total_symbols, total_symbols])
+        if any(new):
+            ops.append(["INCRBY", keys.pattern_frequencies, sum(new)])
+            ops.append(["INCRBY", keys.unique_patterns, sum(new)])
+        for p in patterns:  # one increment per learn, in order: identical float rounding to sequential learns
+            delta = p.affinity_delta if p.emotives else {}
+            for s in dict.fromkeys(p.symbols) if delta else ():
+                ops += [["HINCRBYFLOAT", keys.affinity(s), emotive, repr(value)] for emotive, value in delta.items()]
+        return ops
+
+    def _run(self, plan: dict[str, list[Any]], appends: Sequence[LogAppend]) -> int:
+        plan["caps"] = [[a.counter, self.log_bound, a.rows] for a in appends]
+        plan.setdefault("guards", [])
+        for i, a in enumerate(appends):
+            plan["ops"].append(["XADD", a.stream, "*", "rows", [i + 2], "n", a.rows])
+            plan["ops"].append(["INCRBY", a.counter, a.rows])
+        return int(self._script(args=[json.dumps(plan), *(a.blob for a in appends)]))
+
+
+def _text(value: Any) -> str | None:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
