@@ -8,6 +8,7 @@ import numpy as np
 
 from actors.columns import GrowableArray, Vocabulary
 from actors.lsh import MinhashIndex, VocabularyRows
+from schema.placement import pattern_buckets
 
 POSTING = np.dtype([("pattern", np.int64), ("count", np.int32), ("event_size", np.int32), ("length", np.int32)])
 """An inverted-index entry: a pattern holding the token, how often, the size of the event of its first
@@ -35,6 +36,7 @@ class KBIndex:
         self.event_offsets.append(0)
         self.lengths = GrowableArray(np.int32, 256)
         self.distinct_counts = GrowableArray(np.int32, 256)
+        self.buckets = GrowableArray(np.uint16, 256)  # each pattern's home bucket (which shard owns it)
         self.minhash: MinhashIndex | None = None
         self.postings: dict[int, GrowableArray] = {}  # token id → POSTING entries, by pattern
         self.first_token: dict[int, GrowableArray] = {}
@@ -47,21 +49,25 @@ class KBIndex:
     def __contains__(self, name: str) -> bool:
         return name in self.local_ids
 
-    def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]]) -> int:
-        """Add patterns not yet present; returns how many were new."""
+    def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]],
+            buckets: Sequence[int] | None = None) -> int:
+        """Add patterns not yet present (with their home buckets, computed when not given); returns how many
+        were new."""
         vocab = self.vocabulary
         new_ids: list[int] = []
+        picked: list[int] = []
         flat_tokens: list[int] = []
         pattern_lengths: list[int] = []
         event_sizes: list[int] = []
         event_counts: list[int] = []
-        for name, events in zip(names, events_list):
+        for position, (name, events) in enumerate(zip(names, events_list)):
             if name in self.local_ids:
                 continue
             local = len(self.names)
             self.local_ids[name] = local
             self.names.append(name)
             new_ids.append(local)
+            picked.append(position)
             before = len(flat_tokens)
             for event in events:
                 event_sizes.append(len(event))
@@ -81,6 +87,8 @@ class KBIndex:
         owners = np.repeat(np.asarray(new_ids, dtype=np.int64), lengths)
         distinct_owners = self._index_postings(tokens, owners, lengths, np.asarray(event_sizes, dtype=np.int64))
         self.distinct_counts.extend(np.bincount(distinct_owners - new_ids[0], minlength=len(new_ids)))
+        self.buckets.extend(np.asarray([buckets[i] for i in picked]) if buckets is not None
+                            else pattern_buckets([events_list[i] for i in picked]))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         firsts = (np.where(lengths > 0, tokens[np.minimum(starts, len(tokens) - 1)], -1) if len(tokens)
                   else np.full(len(new_ids), -1))
@@ -190,9 +198,14 @@ class KBIndex:
     def all_ids(self) -> np.ndarray:
         return np.arange(len(self.names), dtype=np.int64)
 
+    def within(self, ids: np.ndarray, buckets: tuple[int, int]) -> np.ndarray:
+        """Which of these patterns have their home bucket in ``lo..hi`` (a boolean mask)."""
+        held = self.buckets.view()[ids]
+        return (held >= buckets[0]) & (held <= buckets[1])
+
     @property
     def nbytes(self) -> int:
-        arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.lengths)
+        arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.lengths, self.buckets)
         postings = sum(p.nbytes for p in self.postings.values())
         lsh = self.minhash.nbytes if self.minhash is not None else 0
         return sum(a.nbytes for a in arrays) + postings + self.distinct_counts.nbytes + lsh

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
+from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import FlushPolicy, StoredShard
+from actors.vector_index import NodeVectors, VectorIndex
+from cluster.stores.vector_buffer import VectorBuffer
 from schema.errors import KatoError, ShardUnavailable
+from schema.placement import ShardMap
 from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
@@ -41,14 +45,22 @@ def get_or_unavailable(refs, timeout: float):
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
 class ShardActor:
+    vectors: NodeVectors | None = None  # made on first use (``_vectors``)
+
     def __init__(self, shard_id: int, lo: int, hi: int, store_dsn: str | None, redis_url: str | None = None,
                  flush: dict | None = None, namespace: str = "kato"):
+        """``lo``/``hi``: the range when there is no saved shard map (with one, the map says)."""
         from cluster.stores.engines import open_store
         from cluster.stores.pattern_log import PatternLog
+        from cluster.stores.redis_client import connect
+        from cluster.stores.shard_map import ShardMapStore
 
         store = open_store(store_dsn, ".") if store_dsn else None
         log = PatternLog.from_url(redis_url, namespace) if redis_url else None
-        self.inner = StoredShard(Shard(shard_id, lo, hi), store, log, FlushPolicy(**(flush or {})))
+        maps = ShardMapStore(connect(redis_url), namespace) if redis_url else None
+        shared = bool(store_dsn) and not str(store_dsn).startswith("chdb:")  # a server: every shard's tables
+        self.inner = StoredShard(Shard(shard_id, lo, hi), store, log, FlushPolicy(**(flush or {})),
+                                 ranges=ShardRanges(shard_id, lo, hi, maps), shared_store=shared)
         self.loaded = self.inner.load()
         self.inner.start_flusher()
 
@@ -56,16 +68,38 @@ class ShardActor:
         return self.loaded
 
     def query(self, request: bytes) -> bytes:
-        """The local top for a pickled ``(kb_id, stm, options)``, pickled here: Ray's generic serialization of
-        the dataclasses costs more, both ways (about 1 ms per query with two shards)."""
-        kb_id, stm, options = pickle.loads(request)
-        return pickle.dumps(self.inner.query(kb_id, stm, options), protocol=pickle.HIGHEST_PROTOCOL)
+        """The local top for a pickled ``(kb_id, stm, options, map version)``, pickled here: Ray's generic
+        serialization of the dataclasses costs more, both ways (about 1 ms per query with two shards)."""
+        kb_id, stm, options, version = pickle.loads(request)
+        return pickle.dumps(self.inner.query(kb_id, stm, options, version), protocol=pickle.HIGHEST_PROTOCOL)
 
     def index_table(self, table: pa.Table) -> int:
         return self.inner.index_table(table)
 
     def flush(self) -> int:
         return self.inner.flush()
+
+    def set_map(self, shard_map: dict) -> None:
+        self.inner.set_map(ShardMap.from_json(shard_map))
+
+    def export_range(self, lo: int, hi: int) -> pa.Table:
+        return self.inner.export_range(lo, hi)
+
+    def import_rows(self, rows: pa.Table) -> tuple[int, int]:
+        self.inner.import_rows(rows)
+        return rows.num_rows, rows.nbytes
+
+    def forward_pending(self) -> int:
+        return self.inner.forward_pending()
+
+    def index_pending(self) -> int:
+        return self.inner.index_pending()
+
+    def finish_move(self) -> int:
+        return self.inner.finish_move()
+
+    def retire(self) -> None:
+        self.inner.retire()
 
     def drop_kb(self, kb_id: str) -> None:
         self.inner.drop_kb(kb_id)
@@ -79,15 +113,24 @@ class ShardActor:
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         return self.inner.get(kb_id, name)
 
-    def nearest_vectors(self, kb_id: str, vector: list[float], k: int = 3) -> list[str]:
-        return self.inner.store.nearest_vectors(kb_id, vector, k) if self.inner.store is not None else []
+    def _vectors(self) -> NodeVectors | None:
+        """The nodes' vector index and buffers, owned by this actor (shard 0's); None without Redis."""
+        if self.vectors is None and self.inner.log is not None:
+            self.vectors = NodeVectors(VectorIndex(self.inner.store), VectorBuffer(self.inner.log.client))
+        return self.vectors
 
-    def insert_vectors(self, kb_id: str, names: list[str], vectors: list[list[float]]) -> None:
-        if self.inner.store is not None:
-            self.inner.store.insert_vectors(kb_id, names, vectors)
+    def observe_vector(self, kb_id: str, name: str, vector: list[float]) -> list[str]:
+        vectors = self._vectors()
+        return vectors.observe_vector(kb_id, name, vector) if vectors is not None else []
 
-    def save_shard_map(self, ranges: list[tuple[int, int, int]]) -> int:
-        return self.inner.store.save_shard_map(ranges) if self.inner.store is not None else 0
+    def flush_vectors(self, kb_id: str) -> int:
+        vectors = self._vectors()
+        return vectors.flush_vectors(kb_id) if vectors is not None else 0
+
+    def drop_vectors(self, kb_id: str) -> None:
+        vectors = self._vectors()
+        if vectors is not None:
+            vectors.drop_kb(kb_id)
 
     def pid(self) -> int:
         import os
@@ -110,38 +153,53 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
     return handles
 
 
-class RayShards:
-    """``ShardClient`` over shard actors; a restarting shard surfaces as ``ShardUnavailable``."""
+Starter = Callable[[int, int, int], ray.actor.ActorHandle]
+"""Starts (or finds) the shard actor of a shard id with that range, loaded: what a reshard adds."""
 
-    def __init__(self, handles: Sequence[ray.actor.ActorHandle], timeout: float = 30.0):
-        self.handles = list(handles)
+
+class RayShards:
+    """``ShardClient`` over shard actors keyed by shard id; a restarting shard surfaces as ``ShardUnavailable``.
+    ``namespace`` finds the actors a reshard added elsewhere (``sync``); ``starter`` starts them here."""
+
+    def __init__(self, handles: Sequence[ray.actor.ActorHandle] | Mapping[int, ray.actor.ActorHandle],
+                 timeout: float = 30.0, namespace: str | None = None, starter: Starter | None = None):
+        self.handles: dict[int, ray.actor.ActorHandle] = (dict(handles) if isinstance(handles, Mapping)
+                                                          else dict(enumerate(handles)))
         self.timeout = timeout
+        self.namespace = namespace
+        self.starter = starter
 
     def _get(self, refs):
         return get_or_unavailable(refs, self.timeout)
 
-    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> list[LocalTop]:
-        request = pickle.dumps((kb_id, [list(e) for e in stm], options), protocol=pickle.HIGHEST_PROTOCOL)
-        return [pickle.loads(packed) for packed in self._get([h.query.remote(request) for h in self.handles])]
+    def _all(self) -> list[ray.actor.ActorHandle]:
+        handles = self.handles  # replaced whole, never changed in place: requests in flight see one set
+        return [handles[i] for i in sorted(handles)]
 
-    def index_tables(self, tables: Sequence[pa.Table | None]) -> int:
-        refs = [h.index_table.remote(t) for h, t in zip(self.handles, tables) if t is not None and t.num_rows]
+    def query_many(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+                   version: int | None = None) -> list[LocalTop]:
+        request = pickle.dumps((kb_id, [list(e) for e in stm], options, version), protocol=pickle.HIGHEST_PROTOCOL)
+        return [pickle.loads(packed) for packed in self._get([h.query.remote(request) for h in self._all()])]
+
+    def index_tables(self, tables: Mapping[int, pa.Table]) -> int:
+        handles = self.handles  # a shard retired since the rows were routed: the cut-over carried them on
+        refs = [handles[sid].index_table.remote(t) for sid, t in tables.items() if t.num_rows and sid in handles]
         return sum(self._get(refs)) if refs else 0
 
     def flush(self) -> int:
-        return sum(self._get([h.flush.remote() for h in self.handles]))
+        return sum(self._get([h.flush.remote() for h in self._all()]))
 
     def drop_kb(self, kb_id: str) -> None:
-        self._get([h.drop_kb.remote(kb_id) for h in self.handles])
+        self._get([h.drop_kb.remote(kb_id) for h in self._all()])
 
     def stats(self) -> list[ShardStats]:
-        return self._get([h.stats.remote() for h in self.handles])
+        return self._get([h.stats.remote() for h in self._all()])
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
-        return [item for part in self._get([h.export.remote(kb_id) for h in self.handles]) for item in part]
+        return [item for part in self._get([h.export.remote(kb_id) for h in self._all()]) for item in part]
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
-        return next((e for e in self._get([h.get.remote(kb_id, name) for h in self.handles]) if e is not None),
+        return next((e for e in self._get([h.get.remote(kb_id, name) for h in self._all()]) if e is not None),
                     None)
 
     def wait_ready(self, deadline_seconds: float = 60.0) -> None:
@@ -149,16 +207,66 @@ class RayShards:
         deadline = time.monotonic() + deadline_seconds
         while True:
             try:
-                self._get([h.ready.remote() for h in self.handles])
+                self._get([h.ready.remote() for h in self._all()])
                 return
             except ShardUnavailable:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
+    def sync(self, shard_map: ShardMap) -> None:
+        """Reach the actors of every shard the map names (a reshard run elsewhere added them). A shard of the
+        target only may not be started yet: it owns nothing before the cut-over, and the map that gives it a
+        range is loaded (and synced) again after it."""
+        wanted = set(shard_map.shard_ids())
+        serving = {r.shard_id for r in shard_map.ranges}
+        handles = {sid: h for sid, h in self.handles.items() if sid in wanted}
+        for shard_id in sorted(wanted - set(handles)):
+            try:
+                handles[shard_id] = ray.get_actor(f"{ACTOR_PREFIX}{shard_id}", namespace=self.namespace)
+            except ValueError as error:
+                if shard_id in serving:
+                    raise ShardUnavailable(f"shard {shard_id} is not running yet") from error
+        self.handles = handles
+
+    # --------------------------------------------------------------- reshards
+    def set_map(self, shard_map: ShardMap) -> None:
+        self._get([h.set_map.remote(shard_map.to_json()) for h in self._all()])
+
+    def copy_range(self, src: int, dst: int, lo: int, hi: int) -> tuple[int, int]:
+        """The rows of buckets ``lo..hi`` from shard ``src`` into ``dst`` (straight between the two actors);
+        (rows, bytes) copied."""
+        return self._get(self.handles[dst].import_rows.remote(self.handles[src].export_range.remote(lo, hi)))
+
+    def flush_shard(self, shard_id: int) -> int:
+        return self._get(self.handles[shard_id].flush.remote())
+
+    def forward_shard(self, shard_id: int) -> int:
+        return self._get(self.handles[shard_id].forward_pending.remote())
+
+    def index_shard(self, shard_id: int) -> int:
+        return self._get(self.handles[shard_id].index_pending.remote())
+
+    def finish_move(self, shard_id: int) -> int:
+        return self._get(self.handles[shard_id].finish_move.remote())
+
+    def add_shard(self, shard_id: int, lo: int, hi: int) -> None:
+        if shard_id not in self.handles:
+            if self.starter is None:
+                raise RuntimeError("these shard actors were reached without a starter: they cannot grow")
+            self.handles = {**self.handles, shard_id: self.starter(shard_id, lo, hi)}
+
+    def remove_shard(self, shard_id: int) -> None:
+        handle = self.handles.get(shard_id)
+        self.handles = {sid: h for sid, h in self.handles.items() if sid != shard_id}
+        if handle is not None:
+            self._get(handle.retire.remote())
+            ray.kill(handle, no_restart=True)
+
 
 class ShardVectorStore:
-    """The vectors table reached through one shard actor (the process that owns its embedded store)."""
+    """The nodes' vectors (``actors.vector_index.NodeVectors``) owned by one shard actor (shard 0's, the
+    process that owns its embedded store)."""
 
     def __init__(self, handle: ray.actor.ActorHandle, timeout: float = 30.0):
         self.handle = handle
@@ -167,11 +275,11 @@ class ShardVectorStore:
     def _get(self, ref):
         return get_or_unavailable(ref, self.timeout)
 
-    def nearest_vectors(self, kb_id: str, vector: Sequence[float], k: int = 3) -> list[str]:
-        return self._get(self.handle.nearest_vectors.remote(kb_id, [float(x) for x in vector], k))
+    def observe_vector(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
+        return self._get(self.handle.observe_vector.remote(kb_id, name, [float(x) for x in vector]))
 
-    def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
-        self._get(self.handle.insert_vectors.remote(kb_id, list(names), [list(v) for v in vectors]))
+    def flush_vectors(self, kb_id: str) -> int:
+        return self._get(self.handle.flush_vectors.remote(kb_id))
 
     def drop_kb(self, kb_id: str) -> None:
-        self._get(self.handle.drop_kb.remote(kb_id))
+        self._get(self.handle.drop_vectors.remote(kb_id))

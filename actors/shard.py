@@ -24,6 +24,9 @@ from schema.events import flatten
 from schema.rules.matching import CandidateMatch, extract
 from schema.rules.query import QueryOptions
 
+Owned = tuple[int, int] | None
+"""A range of home buckets a query or count is limited to (None: every pattern the shard holds)."""
+
 
 @dataclass
 class LocalTop:
@@ -102,34 +105,58 @@ class Shard:
             index = self.kbs[kb_id] = KBIndex(self.vocabulary)
         return index
 
-    def add(self, kb_id: str, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]]) -> int:
-        return self.kb(kb_id).add(names, events_list)
+    def add(self, kb_id: str, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]],
+            buckets: Sequence[int] | None = None) -> int:
+        return self.kb(kb_id).add(names, events_list, buckets)
 
     def drop_kb(self, kb_id: str) -> None:
         self.kbs.pop(kb_id, None)
 
-    def count(self, kb_id: str) -> int:
+    def count(self, kb_id: str, owned: Owned = None) -> int:
         index = self.kbs.get(kb_id)
-        return len(index) if index is not None else 0
+        if index is None:
+            return 0
+        return len(index) if owned is None else int(index.within(index.all_ids(), owned).sum())
 
-    def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
-        """Every (name, events) of a KB held here."""
+    def export(self, kb_id: str, owned: Owned = None) -> list[tuple[str, list[list[str]]]]:
+        """Every (name, events) of a KB held here (with home buckets in ``owned``, when given)."""
         index = self.kbs.get(kb_id)
-        return [] if index is None else [(name, index.events_of(i)) for i, name in enumerate(index.names)]
+        if index is None:
+            return []
+        ids = index.all_ids() if owned is None else np.flatnonzero(index.within(index.all_ids(), owned))
+        return list(zip([index.names[i] for i in ids.tolist()], index.events_many(ids)))
+
+    def keep_only(self, owned: tuple[int, int]) -> int:
+        """Rebuild every KB's index without the patterns whose home bucket is outside ``owned`` (after their
+        range moved to another shard); returns how many were dropped."""
+        dropped = 0
+        for kb_id, index in list(self.kbs.items()):
+            keep = np.flatnonzero(index.within(index.all_ids(), owned))
+            dropped += len(index) - keep.shape[0]
+            if keep.shape[0] == len(index):
+                continue
+            fresh = KBIndex(self.vocabulary)
+            fresh.add([index.names[i] for i in keep.tolist()], index.events_many(keep),
+                      index.buckets.view()[keep].tolist())
+            self.kbs[kb_id] = fresh
+        return dropped
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         index = self.kbs.get(kb_id)
         local = None if index is None else index.local_ids.get(name)
         return None if index is None or local is None else index.events_of(local)
 
-    def stats(self) -> ShardStats:
-        return ShardStats(self.shard_id, self.bucket_lo, self.bucket_hi,
-                          {kb: len(index) for kb, index in self.kbs.items()}, len(self.vocabulary),
-                          sum(index.nbytes for index in self.kbs.values()), os.getpid())
+    def stats(self, owned: Owned = None) -> ShardStats:
+        lo, hi = owned if owned is not None else (self.bucket_lo, self.bucket_hi)
+        return ShardStats(self.shard_id, lo, hi, {kb: self.count(kb, owned) for kb in self.kbs},
+                          len(self.vocabulary), sum(index.nbytes for index in self.kbs.values()), os.getpid())
 
-    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
-        """Local top candidates for an STM with their fields (spec §2.3, §2.4, §3.1), in one call."""
-        ranking = self.rank(kb_id, stm, options)
+    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, owned: Owned = None
+              ) -> LocalTop:
+        """Local top candidates for an STM with their fields (spec §2.3, §2.4, §3.1), in one call; with
+        ``owned``, only patterns whose home bucket is in that range (the shard's own under the caller's map
+        version, while it also holds others)."""
+        ranking = self.rank(kb_id, stm, options, owned)
         top = LocalTop(ranking.names, ranking.pre_potentials.tolist(), ranking.similarities.tolist(), ranking.total)
         if not ranking.names:
             return top
@@ -148,7 +175,8 @@ class Shard:
         """Token matching without fuzzy tokens (the single-symbol path never uses fuzzy tokens)."""
         return options.use_token_matching and (state_length == 1 or (options.fuzzy_token_threshold or 0.0) <= 0)
 
-    def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalRanking:
+    def rank(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, owned: Owned = None
+             ) -> LocalRanking:
         """The local top ``3·max_predictions`` by (pre-potential desc, similarity desc, name asc), as keys only
         (``query`` adds their fields)."""
         index = self.kbs.get(kb_id)
@@ -168,7 +196,7 @@ class Shard:
             candidates = index.all_ids()
         elif exact:
             candidates, sims, pre = self._posting_fields(index, state_ids, cutoff)
-            return self._ranking(index, candidates, sims, pre, options)
+            return self._ranking(index, candidates, sims, pre, options, owned)
         else:
             candidates = index.containing_any(state_ids[state_ids >= 0])
         if not single and cutoff > 0.0:
@@ -182,10 +210,13 @@ class Shard:
             candidates, sims, pre = self._token_fields(index, candidates, state_ids, cutoff)
         else:
             candidates, sims, pre = self._general_fields(index, candidates, state, state_ids, options, cutoff, fuzzy)
-        return self._ranking(index, candidates, sims, pre, options)
+        return self._ranking(index, candidates, sims, pre, options, owned)
 
     def _ranking(self, index: KBIndex, candidates: np.ndarray, sims: np.ndarray, pre: np.ndarray,
-                 options: QueryOptions) -> LocalRanking:
+                 options: QueryOptions, owned: Owned = None) -> LocalRanking:
+        if owned is not None and candidates.shape[0]:
+            mine = index.within(candidates, owned)
+            candidates, sims, pre = candidates[mine], sims[mine], pre[mine]
         if candidates.shape[0] == 0:
             return LocalRanking()
         order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)

@@ -7,6 +7,10 @@
   after a crash between the insert and the trim never duplicates a row), then the flushed entries are trimmed.
   A background thread flushes every ``interval`` seconds, or as soon as ``max_rows`` rows wait; an insert
   that fails (the store is down) is retried, the log meanwhile grows up to its bound (then learns get 503).
+- Reshards (``serve_app.resharder``): ``export_range`` / ``import_rows`` copy a moving range's rows to its new
+  owner; while the move runs, ``flush`` also copies the moving rows it flushes into the new owner's log (so it
+  catches up on learns made meanwhile); after the cut-over ``finish_move`` drops what was given away. Queries
+  name their map version and are answered for that version's range (``actors.ranges``).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from cluster.stores.clickhouse import PatternStore
 from cluster.stores.pattern_log import LogEntry, PatternLog
+from schema.pattern_rows import PATTERN_SCHEMA
+from schema.placement import ShardMap
 from schema.rules.query import QueryOptions
 
 Hook = Callable[[str], None]
@@ -52,9 +59,14 @@ class StoredShard:
     log: PatternLog | None = None
     policy: FlushPolicy = field(default_factory=FlushPolicy)
     crash_at: Hook | None = None  # fault injection for tests: called with each flush step's name
+    ranges: ShardRanges | None = None  # default: the shard's own range, no reshards
+    shared_store: bool = False  # every shard reads and writes the same store (a server, or one process's chdb)
 
     def __post_init__(self) -> None:
+        if self.ranges is None:
+            self.ranges = ShardRanges(self.shard.shard_id, self.shard.bucket_lo, self.shard.bucket_hi)
         self.state = FlushState()
+        self._forwarded: dict[str, str] = {}  # per KB, the last log entry whose moving rows were forwarded
         self._index_lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -66,12 +78,13 @@ class StoredShard:
         """Index every stored pattern of this shard's range (of every KB, or of ``kb_id``), then the rows still in
         its logs."""
         added = 0
-        lo, hi = self.shard.bucket_lo, self.shard.bucket_hi
-        if self.store is not None:
-            batches = (self.store.iter_all_buckets(lo, hi, batch_rows) if kb_id is None
-                       else self.store.iter_bucket_range(kb_id, lo, hi, batch_rows))
-            for batch in batches:
-                added += self.index_table(pa.Table.from_batches([batch]), waiting=False)
+        assert self.ranges is not None
+        for lo, hi in self.ranges.load_ranges():
+            if self.store is not None:
+                batches = (self.store.iter_all_buckets(lo, hi, batch_rows) if kb_id is None
+                           else self.store.iter_bucket_range(kb_id, lo, hi, batch_rows))
+                for batch in batches:
+                    added += self.index_table(pa.Table.from_batches([batch]), waiting=False)
         if self.log is not None:
             for logged_kb, entries in self.log.pending(self.shard.shard_id):
                 if kb_id is None or logged_kb == kb_id:
@@ -79,16 +92,19 @@ class StoredShard:
         return added
 
     def index_table(self, table: pa.Table, waiting: bool = True) -> int:
-        """Index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``)."""
+        """Index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``) of the buckets
+        this shard holds: a learn routed by a map version since moved on may reach it late, after the shard gave
+        its range away."""
         if table.num_rows == 0:
             return 0
         added = 0
-        kb_ids = table.column("kb_id")
         with self._index_lock:
+            table = self._held_rows(table)
+            kb_ids = table.column("kb_id")
             for kb_id in pc.unique(kb_ids).to_pylist():
                 rows = table.filter(pc.equal(kb_ids, kb_id))
                 added += self.shard.add(kb_id, rows.column("name").to_pylist(),
-                                        rows.column("pattern_data").to_pylist())
+                                        rows.column("pattern_data").to_pylist(), rows.column("bucket").to_pylist())
         if waiting and added:
             self.state.waiting_rows += added
             if self.state.waiting_rows >= self.policy.max_rows:
@@ -118,8 +134,9 @@ class StoredShard:
         assert self.store is not None and self.log is not None
         table = _rows_of([entry for _, entries in pending for entry in entries])
         self.index_table(table, waiting=False)  # rows committed by a replica that died before indexing them
+        self._forward(pending)
         self._step("before_insert")
-        fresh = self._not_stored(table)
+        fresh = self._not_stored(table if self.shared_store else self._held_rows(table))
         if fresh.num_rows:
             self.store.insert_patterns(fresh)
             self.state.inserts += 1
@@ -130,6 +147,43 @@ class StoredShard:
         self.state.waiting_rows = max(0, self.state.waiting_rows - table.num_rows)
         self._step("after_trim")
         return fresh.num_rows
+
+    def _forward(self, pending: list[tuple[str, list[LogEntry]]]) -> int:
+        """While a move runs, the moving rows of these log entries go to the new owner's log too (before they are
+        trimmed here), each entry once; returns how many rows were forwarded."""
+        assert self.log is not None and self.ranges is not None
+        moves = self.ranges.forwards()
+        forwarded = 0
+        for kb_id, entries in pending:
+            last = self._forwarded.get(kb_id)
+            fresh = [e for e in entries if last is None or _entry_order(e.entry_id) > _entry_order(last)]
+            if not fresh:
+                continue
+            self._forwarded[kb_id] = fresh[-1].entry_id
+            table = _rows_of(fresh)
+            buckets = table.column("bucket").to_numpy()
+            for move in moves:
+                moving = table.filter(pa.array(move.covers(buckets)))
+                if moving.num_rows:
+                    self.log.append(kb_id, move.dst, moving)
+                    forwarded += moving.num_rows
+        return forwarded
+
+    def forward_pending(self) -> int:
+        """The cut-over's step on an old owner: every moving row still in its logs reaches the new owner's log
+        (no store insert: the log is durable, the flusher stores the rows later)."""
+        if self.log is None:
+            return 0
+        with self._flush_lock:
+            return self._forward(list(self.log.pending(self.shard.shard_id)))
+
+    def index_pending(self) -> int:
+        """The cut-over's step on a new owner: index every row in its logs (the flusher stores them later)."""
+        if self.log is None:
+            return 0
+        with self._flush_lock:
+            return sum(self.index_table(_rows_of(entries), waiting=False)
+                       for _kb_id, entries in self.log.pending(self.shard.shard_id))
 
     def _not_stored(self, table: pa.Table) -> pa.Table:
         """The rows of ``table`` the store does not hold yet, each (kb_id, name) once."""
@@ -171,6 +225,12 @@ class StoredShard:
             except Exception as error:  # noqa: BLE001 - what is not flushed stays in the log
                 self.state.last_error = _one_line(error)
 
+    def retire(self) -> None:
+        """Stop for good: this shard owns no range any more (its rows are with their new owners)."""
+        self.stop_flusher(final_flush=False)
+        if self.log is not None:
+            self.log.drop_shard(self.shard.shard_id)
+
     def _run_flusher(self) -> None:
         pause = self.policy.interval
         while not self._stop.is_set():
@@ -185,10 +245,63 @@ class StoredShard:
                 self.state.last_error = _one_line(error)
                 pause = self.policy.retry_seconds
 
+    # ------------------------------------------------------------------- moves
+    def set_map(self, shard_map: ShardMap) -> None:
+        assert self.ranges is not None
+        with self._flush_lock:  # forwarding is decided under the flush lock: a flush sees one map
+            if self.ranges.map is None or self.ranges.map.target != shard_map.target:
+                self._forwarded.clear()  # another move: its rows are forwarded afresh
+            self.ranges.update(shard_map)
+
+    def export_range(self, lo: int, hi: int) -> pa.Table:
+        """Every row of buckets ``lo..hi`` this shard holds (of every KB): in its store and in its logs."""
+        parts = [pa.Table.from_batches([b]) for b in self.store.iter_all_buckets(lo, hi)] if self.store else []
+        if self.log is not None:
+            for _kb_id, entries in self.log.pending(self.shard.shard_id):
+                rows = _rows_of(entries)
+                buckets = rows.column("bucket").to_numpy()
+                parts.append(rows.filter(pa.array((buckets >= lo) & (buckets <= hi))))
+        parts = [p for p in parts if p.num_rows]
+        return pa.concat_tables(parts).combine_chunks() if parts else PATTERN_SCHEMA.empty_table()
+
+    def import_rows(self, table: pa.Table) -> int:
+        """Rows of a range moving here: stored (those the store lacks) and indexed; returns how many were new."""
+        if table.num_rows == 0:
+            return 0
+        if self.store is not None and not self.shared_store:
+            fresh = self._not_stored(table)
+            if fresh.num_rows:
+                self.store.insert_patterns(fresh)
+        return self.index_table(table, waiting=False)
+
+    def finish_move(self) -> int:
+        """After the cut-over: drop the rows this shard gave away (from its index, and from its own store);
+        returns how many patterns it dropped."""
+        assert self.ranges is not None
+        with self._flush_lock:
+            lo, hi = self.ranges.current
+            if self.store is not None and not self.shared_store:
+                self.store.delete_outside(lo, hi)
+            with self._index_lock:
+                dropped = self.shard.keep_only((lo, hi))
+                self.ranges.settled()
+        return dropped
+
+    def _held_rows(self, table: pa.Table) -> pa.Table:
+        assert self.ranges is not None
+        buckets = table.column("bucket").to_numpy()
+        held = np.zeros(len(buckets), dtype=bool)
+        for lo, hi in self.ranges.held():
+            held |= (buckets >= lo) & (buckets <= hi)
+        return table if held.all() else table.filter(pa.array(held))
+
     # ------------------------------------------------------------------ queries
-    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions) -> LocalTop:
+    def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
+              version: int | None = None) -> LocalTop:
+        assert self.ranges is not None
+        owned = self.ranges.owned(version)
         with self._index_lock:
-            return self.shard.query(kb_id, stm, options)
+            return self.shard.query(kb_id, stm, options, owned)
 
     def drop_kb(self, kb_id: str) -> None:
         """clear-all of one KB: its rows in the store, its log on this shard, its index."""
@@ -201,19 +314,23 @@ class StoredShard:
                 self.shard.drop_kb(kb_id)
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
+        assert self.ranges is not None
+        owned = self.ranges.owned(self.ranges.map.version if self.ranges.map else None)
         with self._index_lock:
-            return self.shard.export(kb_id)
+            return self.shard.export(kb_id, owned)
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         with self._index_lock:
             return self.shard.get(kb_id, name)
 
     def count(self, kb_id: str) -> int:
-        return self.shard.count(kb_id)
+        assert self.ranges is not None
+        return self.shard.count(kb_id, self.ranges.owned(self.ranges.map.version if self.ranges.map else None))
 
     def stats(self) -> ShardStats:
+        assert self.ranges is not None
         with self._index_lock:
-            stats = self.shard.stats()
+            stats = self.shard.stats(self.ranges.current if self.ranges.map is not None else None)
         if self.log is None:
             return stats
         depth = self.log.depth(self.shard.shard_id)
@@ -230,3 +347,9 @@ def _rows_of(entries: Sequence[LogEntry]) -> pa.Table:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A Redis stream entry id (``ms-seq``) as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -8,13 +8,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NDJSON = "application/x-ndjson"  # a streamed bulk load: one BulkPattern per line
 ARROW_STREAM = "application/vnd.apache.arrow.stream"  # a streamed bulk load as an Arrow IPC stream
 
 Event = Annotated[list[str], Field(min_length=1)]
 Events = Annotated[list[Event], Field(min_length=1)]
+# Emotives are summed and averaged (per session, per pattern, and in the running affinity sums of every learn):
+# values this far below float64's maximum (1.8e308) can never add up to infinity, which JSON cannot carry and
+# Redis refuses (HINCRBYFLOAT). Larger ones are refused with 422, like NaN and Infinity.
+EMOTIVE_LIMIT = 1e100
+
+
+def _bounded_emotive(value: float) -> float:
+    if abs(value) > EMOTIVE_LIMIT:
+        raise ValueError(f"emotive values must be at most 1e100 in magnitude (got {value!r}): larger ones could "
+                         "add up to infinity")
+    return value
+
+
+EmotiveValue = Annotated[float, AfterValidator(_bounded_emotive)]
 
 
 class ObservationData(BaseModel):
@@ -23,7 +37,8 @@ class ObservationData(BaseModel):
 
     strings: list[str] = Field(default_factory=list, description="Symbols observed together (one event).")
     vectors: list[list[float]] = Field(default_factory=list, description="Vectors, summed into one VCTR| symbol.")
-    emotives: dict[str, float] = Field(default_factory=dict, description="Emotive name to value.")
+    emotives: dict[str, EmotiveValue] = Field(default_factory=dict,
+                                              description="Emotive name to value (magnitude at most 1e100).")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Any JSON values; stringified at learn.")
 
 
@@ -55,7 +70,9 @@ class BulkPattern(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     events: Events = Field(description="The pattern's events, in order (each event non-empty).")
-    emotives: list[dict[str, float]] = Field(default_factory=list, description="Per-observation emotive dicts.")
+    emotives: list[dict[str, EmotiveValue]] = Field(default_factory=list,
+                                                    description="Per-observation emotive dicts (values at most "
+                                                                "1e100 in magnitude).")
     metadata: dict[str, Any] = Field(default_factory=dict,
                                      description="Key to a value or a list of values (as exported); each value "
                                                  "is stringified and kept once, like learned metadata.")
@@ -99,3 +116,11 @@ class KbImportRequest(BaseModel):
     kb_id: str = Field(min_length=1, max_length=200)
     patterns: list[ImportRow] = Field(default_factory=list)
     keys: dict[str, RedisValue] = Field(default_factory=dict)
+
+
+class ReshardRequest(BaseModel):
+    """``POST /admin/reshard``: the shard count to move to (split or merge bucket ranges while serving)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shards: int = Field(ge=1, le=256, description="The number of shards to have once the move is done.")

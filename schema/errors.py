@@ -20,6 +20,7 @@ ClickHouse: ``cluster.stores.clickhouse``), so nothing above them knows those li
     ├── ServiceUnavailable              503  retry later (Retry-After)
     │   ├── ServiceStarting                  the host has no service yet
     │   ├── ShardUnavailable                 a shard actor is restarting
+    │   ├── StaleShardMap                    the shard map changed under a request (it is retried with the new one)
     │   ├── StoreUnavailable                 the ClickHouse server is unreachable
     │   ├── RedisUnavailable                 Redis is unreachable or loading
     │   ├── SessionLockTimeout               the session is locked by another request
@@ -132,6 +133,10 @@ class ServiceStarting(ServiceUnavailable):
 
 class ShardUnavailable(ServiceUnavailable):
     """a shard is restarting; retry shortly"""
+
+
+class StaleShardMap(ServiceUnavailable):
+    """the shard map changed; retry shortly"""
 
 
 class StoreUnavailable(ServiceUnavailable):

@@ -391,6 +391,36 @@ class KbImportResult(BaseModel):
     keys_written: int
 
 
+# ---------------------------------------------------------------------------------------------- admin
+class ShardMapView(BaseModel):
+    """The saved shard map: ``[shard_id, lo, hi]`` bucket ranges of this version, and while a reshard runs its
+    target (the next version's ranges) and the bucket ranges moving."""
+
+    version: int
+    ranges: list[list[int]]
+    target: list[list[int]] | None
+    moving: list[list[int]]
+    frozen_until_ms: int = Field(description="Until when (Redis time, ms) writes into moving buckets wait; 0: none.")
+
+
+class ReshardStarted(BaseModel):
+    status: Literal["started"]
+    to_shards: int
+
+
+class ReshardAborted(BaseModel):
+    status: Literal["aborted"]
+    map: ShardMapView
+
+
+class ReshardStatus(BaseModel):
+    """The map, and the last reshard's progress (``phase``: starting, copying, catching up, cut-over retried,
+    switched, done or failed; with its figures: rows and bytes copied, catch-up lag, write pause)."""
+
+    map: ShardMapView
+    progress: dict[str, Any]
+
+
 # ---------------------------------------------------------------------------------------------- service
 class ServiceDescription(BaseModel):
     """``GET /``."""
@@ -473,6 +503,7 @@ class StatusResponse(_Open):
     processors: ProcessorManager
     version: str
     engines: EngineHealth
+    shard_map: ReshardStatus = Field(description="The saved shard map and the last reshard's progress.")
 
 
 class SessionMetrics(BaseModel):

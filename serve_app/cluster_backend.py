@@ -9,31 +9,37 @@ The shards move their logs to ClickHouse in batches (``actors.stored_shard``).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from cluster.stores.learn_commit import Guard
+from cluster.stores.learn_commit import Guard, MapGuard
 from cluster.stores.pattern_log import LogKeys, log_appends
 from cluster.stores.redis_kb import RedisKB
-from schema.errors import ShardUnavailable
+from cluster.stores.shard_map import ShardMapStore
+from cluster.stores.vector_buffer import VectorBuffer
+from schema.errors import ShardUnavailable, StaleShardMap
 from schema.learning import LearnedPattern
 from schema.pattern_rows import pattern_table
-from schema.placement import BucketRange, owners, split_by_owner
+from schema.placement import BucketRange, ShardMap, owners
 from schema.rules.matching import CandidateMatch
 from schema.rules.metrics import CorpusStats, pattern_intrinsics
 from schema.rules.query import QueryOptions
 from serve_app.predictor import Predictor, ShardClient, needed_symbols
 
-NEAREST_VECTORS = 3
+_ROUTE_ATTEMPTS = 5
 
 
 class ClusterShards(ShardClient, Protocol):
-    def index_tables(self, tables: Sequence[pa.Table | None]) -> int: ...
+    def index_tables(self, tables: Mapping[int, pa.Table]) -> int: ...
+
+    def sync(self, shard_map: ShardMap) -> None:
+        """Reach every shard the map names (a reshard added or removed some)."""
+        ...
 
     def wait_ready(self, deadline_seconds: float = 60.0) -> None: ...
 
@@ -47,26 +53,53 @@ class ClusterShards(ShardClient, Protocol):
 
 
 class VectorStore(Protocol):
-    """Where a KB's vectors are indexed (``PatternStore``, or one reached through a shard actor)."""
+    """The nodes' vector index and pending buffers (spec §5): ``actors.vector_index.NodeVectors`` in this
+    process, or ``actors.ray_shard.ShardVectorStore`` (the same, owned by shard 0's actor)."""
 
-    def nearest_vectors(self, kb_id: str, vector: Sequence[float], k: int = 3) -> list[str]: ...
+    def observe_vector(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
+        """The 3 nearest indexed vectors of an observation's sum, which is then buffered."""
+        ...
 
-    def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]]) -> None: ...
+    def flush_vectors(self, kb_id: str) -> int:
+        """Index the node's buffer and empty it."""
+        ...
 
-    def drop_kb(self, kb_id: str) -> None: ...
+    def drop_kb(self, kb_id: str) -> None:
+        """The node's buffer and indexed vectors."""
+        ...
 
 
 class ClusterBackend:
+    """``ranges`` are the shards' ranges when there is no saved shard map (``maps``: the map in Redis, which a
+    reshard changes; without it the ranges never change)."""
+
     def __init__(self, shards: ClusterShards, ranges: Sequence[BucketRange], redis_kb: RedisKB,
-                 vector_store: VectorStore | None = None, index_wait: float = 60.0, log_keys: LogKeys | None = None):
+                 vector_store: VectorStore | None = None, index_wait: float = 60.0, log_keys: LogKeys | None = None,
+                 maps: ShardMapStore | None = None):
         self.shards = shards
-        self.ranges = list(ranges)
+        self.maps = maps
+        fixed = ShardMap(1, tuple(ranges))
+        self.map = maps.initialize(fixed) if maps is not None else fixed
         self.redis_kb = redis_kb
         self.vector_store = vector_store
-        self.predictor = Predictor(shards, self._read_stats)
+        self.predictor = Predictor(shards, self._read_stats,
+                                   (lambda: self.map.version) if maps is not None else (lambda: None))
         self.before_change: Callable[[str], None] = lambda _kb_id: None  # the service settles pending predictions
         self.index_wait = index_wait
         self.log_keys = log_keys or LogKeys()
+
+    @property
+    def ranges(self) -> tuple[BucketRange, ...]:
+        return self.map.ranges
+
+    def refresh_map(self) -> ShardMap:
+        """The saved map again (after a request met a newer one), and the shards it names."""
+        if self.maps is not None:
+            latest = self.maps.load()
+            if latest is not None:
+                self.map = latest
+                self.shards.sync(latest)
+        return self.map
 
     def _read_stats(self, kb_id: str, candidates: list[CandidateMatch], weight_symbols: list[str]) -> CorpusStats:
         return self.redis_kb.corpus_stats(kb_id, [c.name for c in candidates], needed_symbols(candidates),
@@ -82,12 +115,11 @@ class ClusterBackend:
         names = table.column("name").to_pylist()
         self.redis_kb.append_log(log_appends(self.log_keys, kb_id, table, owner, names),
                                  self._registrations(kb_id, owner))
-        return self._index(table)
+        return self._index(table, owner)
 
     def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int) -> None:
         self.before_change(kb_id)
         self._commit(kb_id, [pattern], persistence)
-        self._flush_pending_vectors(kb_id)
 
     def learn_batch(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                     guard: Guard | None = None) -> list[bool]:
@@ -98,17 +130,30 @@ class ClusterBackend:
 
     def _commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                 guard: Guard | None = None) -> list[bool]:
+        """Route the batch's new rows by the shard map, commit, then index them where they were routed; a map
+        that changed meanwhile (a reshard's cut-over) makes the commit fail untouched and route again."""
         if not patterns and guard is None:
             return []
-        table, owner = self._rows(kb_id, patterns)
-        new = self.redis_kb.learn_batch(kb_id, patterns, persistence,
-                                        lambda names: log_appends(self.log_keys, kb_id, table, owner, names),
-                                        self._registrations(kb_id, owner), guard)
-        created = {p.name for p, is_new in zip(patterns, new) if is_new}
-        if created:
-            names = table.column("name").to_pylist()
-            self._index(table.filter(pa.array([name in created for name in names])))
-        return new
+        for attempt in range(_ROUTE_ATTEMPTS):
+            table, owner = self._rows(kb_id, patterns)
+            map_guard = (MapGuard(self.maps.key, self.map.version,
+                                  tuple(np.unique(table.column("bucket").to_numpy()).tolist()))
+                         if self.maps is not None else None)
+            try:
+                new = self.redis_kb.learn_batch(kb_id, patterns, persistence,
+                                                partial(log_appends, self.log_keys, kb_id, table, owner),
+                                                self._registrations(kb_id, owner), guard, map_guard)
+            except StaleShardMap:
+                if attempt == _ROUTE_ATTEMPTS - 1:
+                    raise
+                self.refresh_map()
+                continue
+            created = {p.name for p, is_new in zip(patterns, new) if is_new}
+            if created:
+                chosen = np.array([name in created for name in table.column("name").to_pylist()], dtype=bool)
+                self._index(table.filter(pa.array(chosen)), owner[chosen])
+            return new
+        raise AssertionError("unreachable")
 
     def _rows(self, kb_id: str, patterns: Sequence[LearnedPattern]) -> tuple[pa.Table, np.ndarray]:
         """The rows of the batch's distinct patterns and the shard owning each."""
@@ -119,13 +164,15 @@ class ClusterBackend:
         """A shard's registry must name the KB before its log does (so a restarted shard finds the log)."""
         return [(self.log_keys.registry(shard_id), kb_id) for shard_id in np.unique(owner).tolist()]
 
-    def _index(self, table: pa.Table) -> int:
-        """Index committed rows on their shards. Once committed, a learn is not failed for a restarting shard:
-        the shard replays its log when it is back, so this waits for it (up to ``index_wait`` seconds)."""
+    def _index(self, table: pa.Table, owner: np.ndarray) -> int:
+        """Index committed rows on the shards they were routed to (``owner[i]`` for row i). Once committed, a
+        learn is not failed for a restarting shard: the shard replays its log when it is back, so this waits for
+        it (up to ``index_wait`` seconds)."""
         deadline = time.monotonic() + self.index_wait
+        tables = {int(s): table.filter(pa.array(owner == s)) for s in np.unique(owner).tolist()}
         while True:
             try:
-                return self.shards.index_tables(split_by_owner(table, self.ranges))
+                return self.shards.index_tables(tables)
             except ShardUnavailable:
                 if time.monotonic() > deadline:
                     raise
@@ -133,26 +180,22 @@ class ClusterBackend:
 
     def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return self.predictor.predict(kb_id, stm, options)
-
-    def _pending_key(self, kb_id: str) -> str:
-        return f"{kb_id}:pending_vectors"
+        """The shards answer for the map version of the request; one that moved on makes it ask again."""
+        try:
+            return self.predictor.predict(kb_id, stm, options)
+        except StaleShardMap:
+            self.refresh_map()
+            return self.predictor.predict(kb_id, stm, options)
 
     def vector_symbols(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
-        """The observation's symbol plus the 3 nearest stored vectors; the vector waits for the next learn."""
-        nearest = self.vector_store.nearest_vectors(kb_id, vector, NEAREST_VECTORS) if self.vector_store else []
-        self.redis_kb.client.hset(self._pending_key(kb_id), name, json.dumps([float(x) for x in vector]))
-        return [name, *nearest]
+        """The observation's symbol plus the 3 nearest indexed vectors; the vector waits for the next learn."""
+        return [name, *(self.vector_store.observe_vector(kb_id, name, vector) if self.vector_store else [])]
 
-    def _flush_pending_vectors(self, kb_id: str) -> None:
-        """Vectors observed on the node since the previous learn are indexed at learn time (spec §5)."""
-        if self.vector_store is None:
-            return
-        pending = self.redis_kb.client.hgetall(self._pending_key(kb_id))
-        if pending:
-            names = sorted(map(str, pending))
-            self.vector_store.insert_vectors(kb_id, names, [json.loads(pending[n]) for n in names])
-            self.redis_kb.client.hdel(self._pending_key(kb_id), *names)
+    def flush_vectors(self, kb_id: str) -> None:
+        """Every call of the learn routine indexes the node's buffer (spec §5.3); an empty buffer costs one
+        Redis read, not a call to the index's owner."""
+        if self.vector_store is not None and VectorBuffer(self.redis_kb.client).has_pending(kb_id):
+            self.vector_store.flush_vectors(kb_id)
 
     def pattern_events(self, kb_id: str, name: str) -> list[list[str]] | None:
         return self.shards.get(kb_id, name)

@@ -11,16 +11,18 @@ from typing import Any
 import ray
 from ray import serve
 
-from actors.ray_shard import ACTOR_PREFIX, RayShards, ShardVectorStore
+from actors.ray_shard import RayShards, ShardVectorStore, Starter, start_shard_actors
 from cluster.stores.engines import open_redis
 from cluster.stores.pattern_log import LogKeys
 from cluster.stores.redis_kb import RedisKB
-from schema.placement import even_ranges
+from cluster.stores.shard_map import ShardMapStore
+from schema.placement import ShardMap
 from schema.settings import Settings
 from serve_app.api.app import build_app
 from serve_app.api.holder import process_holder
 from serve_app.cluster_backend import ClusterBackend
 from serve_app.runtime import attach_observability, build_service
+from serve_app.topology import resharder, saved_map, shard_ranges
 
 app = build_app()
 
@@ -31,11 +33,14 @@ class KatoIngress:
     def __init__(self, settings: dict[str, Any], redis_url: str):
         self.settings = Settings(**settings)
         client = open_redis(redis_url)
-        handles = [ray.get_actor(f"{ACTOR_PREFIX}{i}", namespace=self.settings.namespace)
-                   for i in range(self.settings.shards)]
-        backend = ClusterBackend(RayShards(handles), even_ranges(self.settings.shards),
+        maps = ShardMapStore(client, self.settings.namespace)
+        shard_map = saved_map(maps, self.settings)
+        shards = RayShards({}, namespace=self.settings.namespace, starter=shard_starter(self.settings, redis_url))
+        shards.sync(shard_map)
+        backend = ClusterBackend(shards, shard_map.ranges,
                                  RedisKB(client, self.settings.service_name, log_bound=self.settings.log_bound_rows),
-                                 ShardVectorStore(handles[0]), log_keys=LogKeys(self.settings.namespace))
+                                 ShardVectorStore(shards.handles[0]), log_keys=LogKeys(self.settings.namespace),
+                                 maps=maps)
         holder = process_holder()
         holder.service = build_service(client, backend, self.settings)
         attach_observability(holder, client, redis_url, self.settings)
@@ -47,6 +52,33 @@ def ingress_application(settings: Settings, redis_url: str) -> serve.Application
                    "target_ongoing_requests": settings.target_ongoing_requests}
     deployment = KatoIngress.options(autoscaling_config=autoscaling)  # type: ignore[attr-defined]  # @serve.deployment
     return deployment.bind(settings.as_dict(), redis_url)
+
+
+def shard_starter(settings: Settings, redis_url: str) -> Starter:
+    """Starts (or finds) one shard actor, detached and named, on the service's engines."""
+    def start(shard_id: int, lo: int, hi: int) -> ray.actor.ActorHandle:
+        return start_shard_actors([(shard_id, lo, hi)], [settings.shard_store_dsn(shard_id)], settings.namespace,
+                                  detached=True, redis_url=redis_url, flush=settings.flush_policy())[0]
+    return start
+
+
+def open_shards(settings: Settings, redis_url: str, maps: ShardMapStore) -> tuple[RayShards, ShardMap]:
+    """Start (or reuse) the shard actors of the saved map, all at once, and wait until each has loaded."""
+    shard_map = saved_map(maps, settings)
+    ranges = shard_ranges(shard_map)
+    handles = start_shard_actors(ranges, [settings.shard_store_dsn(shard_id) for shard_id, _, _ in ranges],
+                                 settings.namespace, detached=True, redis_url=redis_url,
+                                 flush=settings.flush_policy())
+    shards = RayShards(dict(zip((shard_id for shard_id, _, _ in ranges), handles)), namespace=settings.namespace,
+                       starter=shard_starter(settings, redis_url))
+    return shards, shard_map
+
+
+def reshard_to(settings: Settings, shards: RayShards, maps: ShardMapStore, progress=None) -> None:
+    """Reshard to ``settings.shards`` if the saved map has another count (or a reshard was interrupted)."""
+    current = maps.load()
+    if current is not None and (len(current.ranges) != settings.shards or current.target is not None):
+        resharder(settings, shards, maps, progress).reshard(settings.shards)
 
 
 def settings_from_args(args: dict[str, Any] | None) -> Settings:
@@ -63,14 +95,11 @@ def app_builder(args: dict[str, str] | None = None) -> serve.Application:
     a ClickHouse server (so a shard restarted on another node finds its data). The shard actors are
     started here if they are not running yet (detached, named, reused on redeploy).
     """
-    from actors.ray_shard import start_shard_actors
-
     settings = settings_from_args(args)
     if not settings.redis:
         raise ValueError("KATO_REDIS (or args.redis) must name the cluster's Redis server")
-    ranges = even_ranges(settings.shards)
-    start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
-                       [settings.shard_store_dsn(r.shard_id) for r in ranges], settings.namespace, detached=True,
-                       redis_url=settings.redis, flush=settings.flush_policy())
+    maps = ShardMapStore(open_redis(settings.redis), settings.namespace)
+    shards, _ = open_shards(settings, settings.redis, maps)
+    reshard_to(settings, shards, maps)
     return ingress_application(settings, settings.redis)
 

@@ -12,13 +12,22 @@ from schema.config import ServerDefaults
 from schema.settings import Settings
 from serve_app.access import PayloadLimits, parse_api_keys
 from serve_app.cluster_backend import ClusterBackend
+from serve_app.resharder import Progress, Resharder, ReshardRunner
 from serve_app.service import KatoService
+from serve_app.topology import resharder
 
 
 def build_service(client: redis.Redis, backend: ClusterBackend, settings: Settings, publish=None) -> KatoService:
     limits = PayloadLimits(settings.max_events_per_request, settings.max_symbols_per_event, settings.max_symbol_length)
-    return KatoService(SessionStore(client, default_ttl=settings.session_ttl), backend, ServerDefaults.from_env(),
-                       settings.service_name, publish, limits)
+    service = KatoService(SessionStore(client, default_ttl=settings.session_ttl), backend, ServerDefaults.from_env(),
+                          settings.service_name, publish, limits)
+    maps = backend.maps
+    if maps is not None:
+        def make(progress: Progress) -> Resharder:
+            return resharder(settings, backend.shards, maps, progress)  # type: ignore[arg-type]
+
+        service.resharding = ReshardRunner(make, client, settings.namespace, after=backend.refresh_map)
+    return service
 
 
 def attach_observability(holder, client: redis.Redis, redis_url: str, settings: Settings) -> None:

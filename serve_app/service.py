@@ -23,17 +23,20 @@ from schema.api import (
     ObservationSequenceRequest,
 )
 from schema.config import ServerDefaults, creation_config, effective_config, validate_update
-from schema.errors import Forbidden, SessionNotFound, Unprocessable
+from schema.errors import Conflict, Forbidden, SessionNotFound, Unprocessable
 from schema.learning import LearnedPattern
 from schema.naming import PATTERN_PREFIX, bare_pattern_hash, kb_id_for
+from schema.placement import ShardMap
 from schema.rules import session_logic
 from schema.rules.query import QueryOptions
 from schema.session import SessionState, new_session_id
 from serve_app import bulk
 from serve_app.access import ALL_NODES, PayloadLimits, allowed_nodes, authorize_node
 from serve_app.pending_predictions import PendingPredictions, SettleWorker
+from serve_app.resharder import ReshardRunner
 
 MAX_TTL_SECONDS = 365 * 24 * 3600
+MAX_SHARDS = 256
 LOCK_LEASE_SECONDS = 15.0  # renewed while held; a dead holder frees the session after this long
 
 
@@ -51,6 +54,8 @@ class Backend(session_logic.KnowledgeBackend, Protocol):
     def finalize_training(self, kb_id: str) -> int: ...
 
     def pattern_events(self, kb_id: str, name: str) -> list[list[str]] | None: ...
+
+    def refresh_map(self) -> ShardMap: ...
 
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -76,6 +81,7 @@ class KatoService:
         self.publish = publish or (lambda _type, _data: None)
         self.limits = limits or PayloadLimits()
         self.bulk = bulk.BulkLoader(self.backend)
+        self.resharding: ReshardRunner | None = None  # set by whoever assembles the service (a saved map)
 
     # ------------------------------------------------------------- helpers
     def kb_id(self, node_id: str) -> str:
@@ -83,10 +89,10 @@ class KatoService:
         return kb_id_for(node_id, self.service_name)
 
     @staticmethod
-    def _require_all_nodes() -> None:
+    def _require_all_nodes(what: str = "raw knowledge-base access") -> None:
         nodes = allowed_nodes.get()
         if nodes is not None and ALL_NODES not in nodes:
-            raise Forbidden("raw knowledge-base access needs an API key for all nodes ('*')")
+            raise Forbidden(f"{what} needs an API key for all nodes ('*')")
 
     def _load(self, session_id: str, with_predictions: bool = False) -> SessionState:
         record = self.sessions.get(session_id, touch=True, with_predictions=with_predictions)
@@ -247,6 +253,32 @@ class KatoService:
             "command": "", "metadata": {}, "path": [], "strings": [], "vectors": [],
             "short_term_memory": state.stm, "time": state.time,
         }, "session_id": session_id, "node_id": state.node_id}
+
+    # -------------------------------------------------------------- operators
+    def start_reshard(self, shards: int) -> dict[str, Any]:
+        """Reshard to ``shards`` in the background (needs an API key for all nodes when keys are set)."""
+        self._require_all_nodes("resharding")
+        if self.resharding is None:
+            raise Conflict("this service has no saved shard map: it cannot reshard")
+        if not 1 <= shards <= MAX_SHARDS:
+            raise Unprocessable(f"shards must be between 1 and {MAX_SHARDS} (got {shards})")
+        return self.resharding.start(shards)
+
+    def abort_reshard(self) -> dict[str, Any]:
+        self._require_all_nodes("resharding")
+        if self.resharding is None:
+            raise Conflict("this service has no saved shard map: it cannot reshard")
+        return {"status": "aborted", "map": self.resharding.abort().to_json()}
+
+    def reshard_status(self) -> dict[str, Any]:
+        self._require_all_nodes("resharding")
+        return self.shard_map_status()
+
+    def shard_map_status(self) -> dict[str, Any]:
+        """The saved map and the last reshard's progress (shown by ``/status`` too)."""
+        shard_map = self.backend.refresh_map()
+        progress = self.resharding.progress() if self.resharding is not None else {}
+        return {"map": shard_map.to_json(), "progress": progress}
 
     def engine_health(self) -> dict[str, bool]:
         """Whether Redis and every shard answer."""

@@ -80,6 +80,21 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
                        f"{log['rows_flushed']} rows flushed in {log['store_inserts']} inserts{failing}")
     for name, ok in body.get("engines", {}).items():
         typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
+    _echo_shard_map(body.get("shard_map"))
+
+
+def _echo_shard_map(shard_map: dict | None) -> None:
+    from cluster.ops.admin_client import describe
+
+    if not shard_map:
+        return
+    saved = shard_map["map"]
+    typer.echo(f"  shard map version {saved['version']}: {len(saved['ranges'])} shards")
+    if saved.get("target") is not None:
+        moving = ", ".join(f"{lo}-{hi}" for lo, hi in saved["moving"])
+        typer.echo(f"    resharding to {len(saved['target'])} shards, buckets moving: {moving}")
+    if shard_map.get("progress"):
+        typer.echo(f"    last reshard: {describe(shard_map['progress'])}")
 
 
 URL = typer.Option("http://127.0.0.1:8000", "--url", help="Base URL of the running service.")
@@ -137,6 +152,32 @@ def import_kato(clickhouse: str = typer.Option(..., "--clickhouse", help="KATO's
                    f"{'verified' if r.verified else 'CHECKSUM MISMATCH'} (sha1 {r.target_checksum[:12]})")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def reshard(shards: int = typer.Option(None, "--shards", help="The number of shards to move to."),
+            abort: bool = typer.Option(False, "--abort", help="Roll back an interrupted reshard instead."),
+            api_key: str = typer.Option(None, "--api-key", envvar="KATO_API_KEY",
+                                        help="An API key for all nodes ('*'), when the service has keys."),
+            url: str = URL) -> None:
+    """Split or merge bucket ranges while the service serves, showing the progress (patterns and bytes moved,
+    catch-up lag, write pause at the cut-over)."""
+    from cluster.ops import admin_client
+    from schema.errors import LauncherError
+
+    if abort == (shards is not None):
+        typer.echo("error: give either --shards N or --abort", err=True)
+        raise typer.Exit(2)
+    try:
+        if abort:
+            body = admin_client.abort(url.rstrip("/"), api_key)
+            typer.echo(f"aborted: the map is back at version {body['map']['version']} "
+                       f"with {len(body['map']['ranges'])} shards")
+        else:
+            admin_client.reshard(url.rstrip("/"), shards, api_key, say=typer.echo)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @app.command()

@@ -135,10 +135,9 @@ def run_service(settings: Settings, on_ready=print) -> None:
     import ray
     from ray import serve
 
-    from actors.ray_shard import start_shard_actors
     from cluster.ops.embedded_redis import redis_or_embedded
-    from schema.placement import even_ranges
-    from serve_app.deployment import ingress_application
+    from cluster.stores.shard_map import ShardMapStore
+    from serve_app.deployment import ingress_application, open_shards, reshard_to
 
     os.makedirs(settings.data_dir, exist_ok=True)
     if (pid := running_pid(settings.data_dir)) is not None and pid != os.getpid():
@@ -147,7 +146,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     pid_path.write_text(str(os.getpid()))
     stop = threading.Event()
     _stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
-    client, embedded, shard_handles = None, None, []
+    client, embedded, shards = None, None, None
     ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
     try:
         client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
@@ -157,12 +156,13 @@ def run_service(settings: Settings, on_ready=print) -> None:
         prepare_ingress(settings, ingress_dir)
         try:
             start_ray(settings.namespace, stop)
-            ranges = even_ranges(settings.shards)
             # Detached: Serve replicas run in another job and can only look up detached named actors.
-            shard_handles = start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
-                                               [settings.shard_store_dsn(r.shard_id) for r in ranges],
-                                               settings.namespace, detached=True, redis_url=redis_url,
-                                               flush=settings.flush_policy())
+            maps = ShardMapStore(client, settings.namespace)
+            shards, saved = open_shards(settings, redis_url, maps)
+            if len(saved.ranges) != settings.shards or saved.target is not None:
+                on_ready(f"the data was saved with {len(saved.ranges)} shards: resharding to {settings.shards} "
+                         "before serving")
+                reshard_to(settings, shards, maps, _reshard_progress(on_ready))
             serve.start(http_options={"host": serve_http_host(settings.ingress, settings.host), "port": settings.port})
             serve.run(ingress_application(settings, redis_url), name="kato", route_prefix="/")
         except SystemExit:  # a stop Ray turned into an exit while it started: clean up as after ours
@@ -175,7 +175,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()
-        for handle in shard_handles:
+        for handle in shards.handles.values() if shards is not None else ():
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
         with contextlib.suppress(Exception):
@@ -189,6 +189,13 @@ def run_service(settings: Settings, on_ready=print) -> None:
             os.unlink(os.path.join(settings.data_dir, WRAPPER_FILE))
         with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
+
+
+def _reshard_progress(say):
+    def progress(phase: str, figures: dict) -> None:
+        if phase in ("switched", "done"):
+            say(f"reshard {phase}: " + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "moves"))
+    return progress
 
 
 def check_ingress(settings: Settings) -> None:

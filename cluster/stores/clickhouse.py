@@ -32,8 +32,6 @@ Params = Mapping[str, Any]
 _COLS = ", ".join(PATTERN_COLUMNS)
 _PATTERNS = f"{DATABASE}.patterns_data"
 _VECTORS = f"{DATABASE}.vectors"
-_SHARD_MAP = f"{DATABASE}.shard_map"
-
 SQL_INSERT_MIGRATION = f"INSERT INTO {DATABASE}.schema_migrations (version) SELECT {{version:UInt32}}"
 SQL_APPLIED = f"SELECT DISTINCT version FROM {DATABASE}.schema_migrations ORDER BY version"
 SQL_RANGE = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}} "
@@ -46,51 +44,30 @@ SQL_COUNT = f"SELECT count() AS n FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:S
 SQL_EXISTING = (f"SELECT DISTINCT name FROM {_PATTERNS} WHERE kb_id = {{kb_id:String}} "
                 "AND name IN {names:Array(String)}")
 EXISTING_CHUNK = 20_000
+SQL_DELETE_OUTSIDE = (f"ALTER TABLE {_PATTERNS} DELETE WHERE bucket < {{lo:UInt32}} OR bucket > {{hi:UInt32}} "
+                      "SETTINGS mutations_sync = 1")
 SQL_PARTS = ("SELECT count() AS n FROM system.parts WHERE database = 'kato' AND table = 'patterns_data' "
              "AND active")
 SQL_DROP_PATTERNS = f"ALTER TABLE {_PATTERNS} DROP PARTITION {{kb_id:String}}"
 SQL_DROP_VECTORS = f"ALTER TABLE {_VECTORS} DROP PARTITION {{kb_id:String}}"
-SQL_NEAREST = (f"SELECT name, L2Distance(vector, {{q:Array(Float64)}}) AS distance FROM {_VECTORS} FINAL "
-               "WHERE kb_id = {kb_id:String} AND length(vector) = length({q:Array(Float64)}) "
-               "ORDER BY distance, name LIMIT {k:UInt32}")
-SQL_MAX_VERSION = f"SELECT max(version) AS v, count() AS n FROM {_SHARD_MAP}"
-SQL_SHARD_MAP = (f"SELECT version, shard_id, bucket_lo, bucket_hi FROM {_SHARD_MAP} FINAL "
-                 f"WHERE version = (SELECT max(version) FROM {_SHARD_MAP}) ORDER BY bucket_lo, shard_id")
-
+SQL_VECTORS = (f"SELECT name, vector, position FROM {_VECTORS} FINAL WHERE kb_id = {{kb_id:String}} "
+               "ORDER BY position, name")
 VECTOR_SCHEMA = pa.schema([
     pa.field("kb_id", pa.string(), nullable=False),
     pa.field("name", pa.string(), nullable=False),
     pa.field("vector", pa.list_(pa.field("item", pa.float64(), nullable=False)), nullable=False),
-])
-SHARD_MAP_SCHEMA = pa.schema([
-    pa.field("version", pa.uint64(), nullable=False),
-    pa.field("shard_id", pa.uint32(), nullable=False),
-    pa.field("bucket_lo", pa.uint32(), nullable=False),
-    pa.field("bucket_hi", pa.uint32(), nullable=False),
+    pa.field("position", pa.uint64(), nullable=False),
 ])
 # Insert targets: table name -> column list. Only these constants are ever interpolated into SQL.
 _INSERT_TARGETS = {
     "patterns_data": PATTERN_COLUMNS,
     "vectors": tuple(VECTOR_SCHEMA.names),
-    "shard_map": tuple(SHARD_MAP_SCHEMA.names),
 }
 
 
-@dataclass(frozen=True)
-class ShardRange:
-    shard_id: int
-    lo: int
-    hi: int
-
-
-@dataclass(frozen=True)
-class ShardMap:
-    version: int
-    ranges: tuple[ShardRange, ...]
-
-
 class PatternStore(ABC):
-    """Patterns, vectors and the shard map of every KB, in database ``kato``."""
+    """Patterns and vectors of every KB, in database ``kato`` (the shard map lives in Redis:
+    ``cluster.stores.shard_map``)."""
 
     # ------------------------------------------------------------------ schema
     def apply_ddl(self) -> list[int]:
@@ -141,6 +118,10 @@ class PatternStore(ABC):
             found.update(self._query_table(SQL_EXISTING, {"kb_id": kb_id, "names": chunk}).column("name").to_pylist())
         return found
 
+    def delete_outside(self, lo: int, hi: int) -> None:
+        """Delete the rows (of every KB) whose home bucket is outside ``lo..hi`` (a range moved away)."""
+        self._command(SQL_DELETE_OUTSIDE, {"lo": lo, "hi": hi})
+
     def active_parts(self) -> int:
         """Active MergeTree parts of the patterns table (each insert makes one per partition it touches)."""
         return int(self._query_table(SQL_PARTS).column("n")[0].as_py())
@@ -166,48 +147,35 @@ class PatternStore(ABC):
         return self._query_table(sql, {"kb_id": kb_id})
 
     # ----------------------------------------------------------------- vectors
-    def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
-        if len(names) != len(vectors):
-            raise ValueError("names and vectors differ in length")
+    def insert_vectors(self, kb_id: str, names: Sequence[str], vectors: Sequence[Sequence[float]],
+                       positions: Sequence[int] | None = None) -> None:
+        """Store indexed points (``actors.vector_index``): each name's vector (float32 values, kept exactly as
+        Float64) and its first-insertion position. A name stored again replaces its row (the last insert wins);
+        one call must not name a point twice."""
+        if len(names) != len(vectors) or (positions is not None and len(positions) != len(names)):
+            raise ValueError("names, vectors and positions differ in length")
+        if len(set(names)) != len(names):
+            raise ValueError("a name occurs twice in one insert")
         if not names:
             return
         table = pa.Table.from_arrays(
             [pa.array([kb_id] * len(names), pa.string()), pa.array(list(names), pa.string()),
-             pa.array([np.asarray(v, dtype=np.float64) for v in vectors], VECTOR_SCHEMA.field("vector").type)],
+             pa.array([np.asarray(v, dtype=np.float64) for v in vectors], VECTOR_SCHEMA.field("vector").type),
+             pa.array(list(positions) if positions is not None else range(len(names)), pa.uint64())],
             schema=VECTOR_SCHEMA)
         self._insert_arrow("vectors", table)
 
-    def nearest_vectors(self, kb_id: str, vector: Sequence[float], k: int = 3) -> list[str]:
-        """Names of the ``k`` stored vectors closest (Euclidean) to ``vector``; ties by name.
+    def load_vectors(self, kb_id: str) -> list[tuple[str, np.ndarray, int]]:
+        """The KB's stored points as ``(name, float32 vector, position)``, in position order."""
+        table = self._query_table(SQL_VECTORS, {"kb_id": kb_id})
+        return [(str(name), np.asarray(vector, dtype=np.float64).astype(np.float32), int(position))
+                for name, vector, position in zip(table.column("name").to_pylist(),
+                                                  table.column("vector").to_pylist(),
+                                                  table.column("position").to_pylist())]
 
-        Vectors of another dimension are ignored (KATO's locked collection dimension, errors swallowed).
-        """
-        q = [float(x) for x in vector]
-        table = self._query_table(SQL_NEAREST, {"kb_id": kb_id, "q": q, "k": int(k)})
-        return [str(n) for n in table.column("name").to_pylist()]
-
-    # --------------------------------------------------------------- shard map
-    def save_shard_map(self, ranges: Sequence[ShardRange | tuple[int, int, int]]) -> int:
-        """Store a new version of the shard map (``(shard_id, lo, hi)`` triples); returns its version."""
-        parsed = [r if isinstance(r, ShardRange) else ShardRange(*map(int, r)) for r in ranges]
-        if any(r.lo > r.hi for r in parsed):
-            raise ValueError("bucket range with lo > hi")
-        top = self._query_table(SQL_MAX_VERSION)
-        version = int(top.column("v")[0].as_py() or 0) + 1 if top.column("n")[0].as_py() else 1
-        table = pa.Table.from_arrays(
-            [pa.array([version] * len(parsed), pa.uint64()), pa.array([r.shard_id for r in parsed], pa.uint32()),
-             pa.array([r.lo for r in parsed], pa.uint32()), pa.array([r.hi for r in parsed], pa.uint32())],
-            schema=SHARD_MAP_SCHEMA)
-        self._insert_arrow("shard_map", table)
-        return version
-
-    def load_shard_map(self) -> ShardMap | None:
-        table = self._query_table(SQL_SHARD_MAP)
-        if table.num_rows == 0:
-            return None
-        rows = table.to_pylist()
-        return ShardMap(int(rows[0]["version"]),
-                        tuple(ShardRange(int(r["shard_id"]), int(r["bucket_lo"]), int(r["bucket_hi"])) for r in rows))
+    def drop_vectors(self, kb_id: str) -> None:
+        """Delete the vectors of this KB only (its partition)."""
+        self._command(SQL_DROP_VECTORS, {"kb_id": kb_id})
 
     # ------------------------------------------------------------------ misc
     def health(self) -> bool:

@@ -18,6 +18,7 @@ The end state equals learning the patterns one by one in order. How:
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +28,28 @@ import redis
 
 from cluster.stores.kb_keys import KBKeys
 from cluster.stores.pattern_log import LogAppend
-from schema.errors import ServiceUnavailable
+from schema.errors import ServiceUnavailable, StaleShardMap
 from schema.learning import LearnedPattern, merge_metadata, trim_emotives
 
 _COMMIT = """
 local plan = cjson.decode(ARGV[1])
+if plan.map then
+    local raw = redis.call('get', plan.map[1])
+    if raw then
+        local m = cjson.decode(raw)
+        if m.version ~= plan.map[2] then return 4 end
+        if m.frozen_until_ms > 0 then
+            local t = redis.call('time')
+            if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < m.frozen_until_ms then
+                for _, b in ipairs(plan.map[3]) do
+                    for _, r in ipairs(m.moving) do
+                        if b >= r[1] and b <= r[2] then return 3 end
+                    end
+                end
+            end
+        end
+    end
+end
 for _, check in ipairs(plan.exists) do
     if redis.call('exists', check[1]) ~= check[2] then return 0 end
 end
@@ -54,6 +72,18 @@ end
 return 1
 """
 _MAX_ATTEMPTS = 50
+_FROZEN_PAUSE = 0.005  # a write into a moving range waits this long between tries during a cut-over
+_FROZEN_WAIT = 10.0  # and at most this long in all (a cut-over's freeze lasts a few seconds at most)
+
+
+@dataclass(frozen=True)
+class MapGuard:
+    """The shard-map version a batch was routed by, and the home buckets of its new rows: the commit fails as
+    ``StaleShardMap`` if the map moved on, and waits while those buckets are frozen for a cut-over."""
+
+    key: str
+    version: int
+    buckets: tuple[int, ...]
 
 
 class LogFull(ServiceUnavailable):
@@ -111,24 +141,36 @@ class LearnCommit:
 
     def commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
-               guard: Guard | None = None) -> list[bool]:
+               guard: Guard | None = None, map_guard: MapGuard | None = None) -> list[bool]:
         """Apply the learns in order; element i is True iff learn i created its pattern. ``before`` are
         ``(set key, member)`` additions made first, outside the atomic step (idempotent registrations); the
         batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step."""
         keys = KBKeys(kb_id)
-        for _ in range(_MAX_ATTEMPTS):
+        conflicts = 0
+        frozen_until = time.monotonic() + _FROZEN_WAIT
+        while conflicts < _MAX_ATTEMPTS:
             state = self._read(keys, patterns, before)
             new = self._replay(state, patterns, persistence)
             plan = self._plan(keys, state, patterns, new, persistence)
             if guard is not None:
                 plan["guards"] = [list(check) for check in guard.checks]
                 plan["ops"].extend(list(op) for op in guard.ops)
+            if map_guard is not None:
+                plan["map"] = [map_guard.key, map_guard.version, list(map_guard.buckets)]
             appends = rows_for({p.name for p, is_new in zip(patterns, new) if is_new}) if rows_for else []
             outcome = self._run(plan, appends)
             if outcome == 1:
                 return new
             if outcome == 2:
                 raise GuardFailed()
+            if outcome == 3:
+                if time.monotonic() > frozen_until:
+                    raise ServiceUnavailable("a reshard's cut-over holds this range; retry")
+                time.sleep(_FROZEN_PAUSE)
+                continue
+            conflicts += 1
+            if outcome == 4:
+                raise StaleShardMap("the shard map changed: route the learn again")
             if outcome == -1:
                 raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
         raise ServiceUnavailable("too many concurrent learns of the same patterns; retry")

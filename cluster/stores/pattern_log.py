@@ -170,6 +170,14 @@ class PatternLog:
             if found:
                 yield kb_id, found
 
+    def append(self, kb_id: str, shard_id: int, rows: pa.Table) -> None:
+        """Log rows on another shard (a moving range's rows, copied to its new owner); registered first."""
+        self.client.sadd(self.keys.registry(shard_id), kb_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.stream(kb_id, shard_id), {ROWS_FIELD: encode_rows(rows), b"n": rows.num_rows})
+        pipe.incrby(self.keys.rows(kb_id, shard_id), rows.num_rows)
+        pipe.execute()
+
     def trim(self, kb_id: str, shard_id: int, entries: list[LogEntry]) -> int:
         """Drop these entries (flushed to the store) and count their rows out; returns how many were dropped."""
         if not entries:
@@ -200,6 +208,15 @@ class PatternLog:
         pipe.delete(self.keys.stream(kb_id, shard_id), self.keys.rows(kb_id, shard_id))
         pipe.srem(self.keys.registry(shard_id), kb_id)
         pipe.execute()
+
+    def drop_shard(self, shard_id: int) -> int:
+        """Forget every log of a shard that is going away (a merge or an aborted split left it without a
+        range; the cut-over flushed what it held); returns how many KB logs were dropped."""
+        kbs = self.kbs(shard_id)
+        for kb_id in kbs:
+            self.drop(kb_id, shard_id)
+        self.client.delete(self.keys.registry(shard_id))
+        return len(kbs)
 
     def now_ms(self) -> int:
         seconds, micros = self.client.time()

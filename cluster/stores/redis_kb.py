@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from cluster.stores.kb_keys import KBKeys, glob_escape
-from cluster.stores.learn_commit import Guard, LearnCommit, RowsFor
+from cluster.stores.learn_commit import Guard, LearnCommit, MapGuard, RowsFor
 from cluster.stores.pattern_log import LogAppend
 from schema.learning import LearnedPattern
 from schema.naming import kb_id_for
@@ -52,12 +52,12 @@ class RedisKB:
 
     def learn_batch(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                     rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
-                    guard: Guard | None = None) -> list[bool]:
+                    guard: Guard | None = None, map_guard: MapGuard | None = None) -> list[bool]:
         """Record the learns in order, with the log of the patterns they create (``rows_for``), under ``guard``;
         element i is True iff learn i created its pattern."""
         if not patterns and guard is None:
             return []
-        return self._commit.commit(kb_id, patterns, persistence, rows_for, before, guard)
+        return self._commit.commit(kb_id, patterns, persistence, rows_for, before, guard, map_guard)
 
     def load_progress(self, kb_id: str, load_id: str) -> int | None:
         """Rows of a streamed load committed so far (None: the load never committed a batch)."""

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from serve_app.api.admin import admin_router
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.events_ws import events_router
 from serve_app.api.holder import ServiceHolder, process_holder
@@ -29,7 +30,7 @@ def build_app(holder: ServiceHolder | None = None) -> FastAPI:
     app.add_middleware(KatoConventions, current=current)
     install_error_handlers(app, current)
     for router in (sessions_router(current), bulk_router(current), nodes_router(current), service_router(current),
-                   events_router(current)):
+                   events_router(current), admin_router(current)):
         app.include_router(router)
     _document_models(app, BODY_MODELS)
     return app

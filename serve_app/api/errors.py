@@ -72,5 +72,5 @@ def install_error_handlers(app: FastAPI, current: Current) -> None:
                     return error_response(SessionNotFound(session_id))
             except KatoError as unavailable:
                 return error_response(unavailable)
-        body: Any = finite(jsonable_encoder(error.errors()))
+        body: Any = jsonable_encoder(finite(error.errors()))
         return JSONResponse({"detail": body}, status_code=422)

@@ -11,10 +11,13 @@ from fastapi.responses import JSONResponse
 
 
 def finite(value: Any) -> Any:
-    """``value`` with non-finite floats written as strings (JSON has none)."""
+    """``value`` with non-finite floats written as strings (JSON has none), and bytes as text (an echoed body
+    that is not UTF-8 gets replacement characters)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, list):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
     if isinstance(value, dict):
         return {k: finite(v) for k, v in value.items()}

@@ -77,6 +77,7 @@ def service_router(current: Current) -> APIRouter:
         def build() -> dict[str, Any]:
             body = monitor().status({"active": sessions_active()}, processors(current))
             body["engines"] = current().require().engine_health()
+            body["shard_map"] = current().require().shard_map_status()
             return body
         return plain(await run_in_threadpool(build))
 

@@ -56,7 +56,7 @@ def local_runtime(chdb_store, embedded_redis, tmp_path_factory):
                                  store=f"chdb://{chdb_store.path}", redis=embedded_redis.url, shards=2)
     runtime = start_local(settings)
     yield runtime
-    for shard in runtime.shards:
+    for shard in runtime.shards.shards.values():
         shard.stop_flusher()
     runtime.client.close()
 

@@ -66,6 +66,13 @@ def test_bulk_validation(base_url):
     assert "/bulk/learn" in schema["paths"]
 
 
+def test_a_body_that_is_not_utf8_is_a_422_that_echoes_it(base_url):
+    response = requests.post(f"{base_url}/bulk/learn", data=b"EVb e\xb5", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["type"] == "json_invalid" and error["input"] == "EVb e\ufffd"
+
+
 def test_huge_frequencies_are_aggregated(base_url):
     body = {"node_id": "bulk_huge", "patterns": [{"events": [["h1"], ["h2"]], "frequency": 1_000_000}] * 3}
     result = requests.post(f"{base_url}/bulk/learn", json=body, timeout=60).json()

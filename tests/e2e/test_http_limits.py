@@ -108,6 +108,15 @@ def test_api_keys_restrict_nodes(base_url, holder):
                             headers=alpha).status_code == 403
         assert requests.get(f"{base_url}/bulk/export", params={"kb_id": "beta_node_kato"},
                             headers=alpha).status_code == 403
+        for method, path, body in (("post", "/admin/reshard", {"shards": 3}), ("get", "/admin/reshard", None),
+                                   ("post", "/admin/reshard/abort", None)):
+            assert requests.request(method, f"{base_url}{path}", json=body).status_code == 401, path
+            refused = requests.request(method, f"{base_url}{path}", json=body, headers=alpha)
+            assert refused.status_code == 403 and "all nodes" in refused.json()["detail"], path
+        status = requests.get(f"{base_url}/admin/reshard", headers=admin)
+        assert status.status_code == 200 and len(status.json()["map"]["ranges"]) == 2
+        assert requests.post(f"{base_url}/admin/reshard/abort", headers=admin).status_code == 409  # none to abort
+        assert requests.post(f"{base_url}/admin/reshard", json={"shards": 0}, headers=admin).status_code == 422
     finally:
         holder.api_keys = saved
     assert requests.post(f"{base_url}/sessions", json={"node_id": "alpha_node"}).status_code == 200

@@ -8,7 +8,9 @@ import pytest
 
 from actors.shard import Shard
 from actors.stored_shard import StoredShard
+from actors.vector_index import NodeVectors, VectorIndex
 from cluster.stores.redis_kb import RedisKB
+from cluster.stores.vector_buffer import VectorBuffer
 from schema.api import ObservationData
 from schema.config import ServerDefaults, effective_config
 from schema.placement import even_ranges
@@ -17,7 +19,7 @@ from schema.rules.memory_backend import MemoryBackend
 from schema.rules.query import QueryOptions
 from schema.session import SessionState
 from serve_app.cluster_backend import ClusterBackend
-from serve_app.predictor import LocalShards
+from serve_app.local_shards import LocalShards
 from tests.unit.test_predictor_differential import assert_same
 
 pytestmark = pytest.mark.integration
@@ -26,7 +28,12 @@ pytestmark = pytest.mark.integration
 def make_backend(chdb_store, redis_client, pattern_log, shard_count: int) -> ClusterBackend:
     ranges = even_ranges(shard_count)
     shards = LocalShards([StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store, pattern_log) for r in ranges])
-    return ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store, log_keys=pattern_log.keys)
+    return ClusterBackend(shards, ranges, RedisKB(redis_client), node_vectors(chdb_store, redis_client),
+                          log_keys=pattern_log.keys)
+
+
+def node_vectors(chdb_store, redis_client) -> NodeVectors:
+    return NodeVectors(VectorIndex(chdb_store), VectorBuffer(redis_client))
 
 
 def drive(backend, kb_id: str, rng: random.Random, config: dict) -> list[tuple]:
@@ -71,8 +78,8 @@ def test_restarted_shards_reload_and_answer_the_same(chdb_store, redis_client, p
     ranges = even_ranges(2)
     reloaded = [StoredShard(Shard(r.shard_id, r.lo, r.hi), chdb_store, pattern_log) for r in ranges]
     assert sum(s.load() for s in reloaded) >= sum(first.shards.shards[i].count(kb_id) for i in range(2))
-    second = ClusterBackend(LocalShards(reloaded), ranges, RedisKB(redis_client), chdb_store,
-                            log_keys=pattern_log.keys)
+    second = ClusterBackend(LocalShards(reloaded), ranges, RedisKB(redis_client),
+                            node_vectors(chdb_store, redis_client), log_keys=pattern_log.keys)
     assert second.predict(kb_id, stm, QueryOptions(0.0, 20)) == before
     assert before[0]
 
@@ -102,4 +109,4 @@ def test_vectors_are_indexed_at_learn_and_recalled(chdb_store, redis_client, pat
     preds, _ = cluster.predict(kb_id, state.stm, QueryOptions())
     assert preds and preds[0]["future"] == [["meow"]]
     cluster.clear_kb(kb_id)
-    assert chdb_store.nearest_vectors(kb_id, [1, 0, 0, 0]) == []
+    assert chdb_store.load_vectors(kb_id) == []

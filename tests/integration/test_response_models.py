@@ -4,6 +4,7 @@ models their routes declare (``schema.responses``), strictly: no coercion, no un
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -11,18 +12,23 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from actors.shard import Shard
-from actors.stored_shard import StoredShard
+from actors.stored_shard import FlushPolicy
+from actors.vector_index import NodeVectors, VectorIndex
+from cluster.ops.local import local_shard_factory
 from cluster.stores.redis_kb import RedisKB
 from cluster.stores.sessions import SessionStore
+from cluster.stores.shard_map import ShardMapStore
+from cluster.stores.vector_buffer import VectorBuffer
 from schema import responses as r
-from schema.placement import even_ranges
+from schema.placement import ShardMap, rebalanced
 from serve_app.api.app import build_app
 from serve_app.api.holder import ServiceHolder
 from serve_app.cluster_backend import ClusterBackend
+from serve_app.local_shards import LocalShards
 from serve_app.monitoring import Monitor
-from serve_app.predictor import LocalShards
+from serve_app.resharder import Progress, Resharder, ReshardRunner
 from serve_app.service import KatoService
+from serve_app.topology import shard_ranges
 from tests.unit.test_response_models import AppClient, http_routes, validated
 
 pytestmark = pytest.mark.integration
@@ -39,7 +45,7 @@ class CheckedClient(AppClient):
     def model_for(self, method: str, path: str, status: int) -> type[BaseModel]:
         route = next(route for m, route in self.routes if m == method and route.path_regex.match(path))
         self.checked.add((method, route.path, status))
-        if status == 200:
+        if status == (route.status_code or 200):
             return route.response_model
         return route.responses[status]["model"]
 
@@ -65,12 +71,24 @@ class CheckedClient(AppClient):
 
 
 @pytest.fixture
-def client(chdb_store, redis_client, pattern_log) -> CheckedClient:
-    ranges = even_ranges(2)
-    shards = LocalShards([StoredShard(Shard(s.shard_id, s.lo, s.hi), chdb_store, pattern_log) for s in ranges])
-    backend = ClusterBackend(shards, ranges, RedisKB(redis_client), chdb_store, log_keys=pattern_log.keys)
+def client(chdb_store, redis_client, pattern_log):
+    """Two in-process shards routed by a saved shard map, so that the service can reshard."""
+    maps = ShardMapStore(redis_client, pattern_log.keys.namespace)
+    shard_map = maps.initialize(ShardMap.even(2))
+    factory = local_shard_factory(chdb_store, pattern_log, maps, FlushPolicy(interval=0.05, retry_seconds=0.1))
+    shards = LocalShards([factory(*r) for r in shard_ranges(shard_map)], factory=factory)
+    vectors = NodeVectors(VectorIndex(chdb_store), VectorBuffer(redis_client))
+    backend = ClusterBackend(shards, shard_map.ranges, RedisKB(redis_client), vectors, log_keys=pattern_log.keys,
+                             maps=maps)
     service = KatoService(SessionStore(redis_client), backend)
-    return CheckedClient(build_app(ServiceHolder(service=service, monitor=Monitor(redis_client))))
+
+    def make(progress: Progress) -> Resharder:
+        return Resharder(shards, maps, progress)
+
+    service.resharding = ReshardRunner(make, redis_client, pattern_log.keys.namespace, after=backend.refresh_map)
+    yield CheckedClient(build_app(ServiceHolder(service=service, monitor=Monitor(redis_client))))
+    for shard in shards.shards.values():
+        shard.stop_flusher()
 
 
 def new_node() -> str:
@@ -217,11 +235,34 @@ def test_service_answers_fit(client):
     client.post("/cache/invalidate")
 
 
-def test_the_answers_checked_cover_every_route(client):
+def test_admin_answers_fit(client, redis_client, pattern_log):
+    sid = client.post("/sessions", json={"node_id": new_node()})["session_id"]
+    names = [learn(client, sid, [f"a{i}"], [f"b{i}"]) for i in range(12)]
+    assert client.post("/admin/reshard", status=202, json={"shards": 3}) == {"status": "started", "to_shards": 3}
+    client.post("/admin/reshard", status=422, json={"shards": 0})
+    deadline = time.monotonic() + 60
+    while (status := client.get("/admin/reshard"))["progress"].get("phase") not in ("done", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status["progress"]["phase"] == "done" and len(status["map"]["ranges"]) == 3, status
+    observe(client, sid, ["a3"], ["b3"])
+    predicted = [p["name"] for p in client.get(f"/sessions/{sid}/predictions")["predictions"]]
+    assert names[3].removeprefix("PTRN|") in predicted  # every pattern still found once it moved
+    client.post("/admin/reshard/abort", status=409)  # nothing to roll back
+    maps = ShardMapStore(redis_client, pattern_log.keys.namespace)
+    current = maps.load()
+    assert current is not None
+    maps.begin(current, rebalanced(current.ranges, 4))  # a reshard cut short before its first copy
+    aborted = client.post("/admin/reshard/abort")
+    assert aborted["status"] == "aborted" and len(aborted["map"]["ranges"]) == 3 and aborted["map"]["target"] is None
+
+
+def test_the_answers_checked_cover_every_route(client, redis_client, pattern_log):
     """The other tests of this module, run here again, reach every HTTP route but the NDJSON export."""
     for test in (test_session_answers_fit, test_prediction_answers_fit_before_and_after_finalize_training,
                  test_node_level_and_bulk_answers_fit, test_service_answers_fit):
         test(client)
-    reached = {(method, path) for method, path, status in client.checked if status == 200}
+    test_admin_answers_fit(client, redis_client, pattern_log)
+    reached = {(method, path) for method, path, status in client.checked if status < 300}
     every = {(method, route.path) for method, route in client.routes} - {("GET", "/bulk/export")}
     assert every - reached == set()

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     from schema.placement import even_ranges
     from schema.rules.query import QueryOptions
     from serve_app.cluster_backend import ClusterBackend
-    from serve_app.predictor import LocalShards
+    from serve_app.local_shards import LocalShards
 
     path, redis_url, kb = sys.argv[1:4]
     store = HttpStore(clickhouse_connect.get_client(dsn=f"chdb://{path}"))

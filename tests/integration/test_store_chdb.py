@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from cluster.stores.clickhouse import ChdbStore, ShardRange
+from cluster.stores.clickhouse import ChdbStore
 from schema.ddl import migrations
 from schema.errors import StoreError
 from schema.learning import make_pattern
@@ -25,7 +26,7 @@ def _read_all(batches) -> pa.Table:
 def test_ddl_is_idempotent_and_versioned(chdb_store):
     assert chdb_store.apply_ddl() == []  # the fixture already applied everything
     assert chdb_store.apply_ddl() == []
-    assert chdb_store.applied_versions() == [m.version for m in migrations()] == [1, 2, 3, 4]
+    assert chdb_store.applied_versions() == [m.version for m in migrations()] == [1, 2, 3, 4, 5, 6]
 
 
 def test_second_data_dir_in_one_process_is_refused(chdb_store, tmp_path):
@@ -114,26 +115,25 @@ def test_stream_survives_interleaved_queries(chdb_store, make_kb_id):
     assert first.num_rows + sum(b.num_rows for b in stream) == 400
 
 
-def test_vectors_nearest_k(chdb_store, make_kb_id):
+def test_vectors_round_trip_in_position_order(chdb_store, make_kb_id):
+    """Points come back as stored (float32 values exactly), ordered by first-insertion position; storing a name
+    again replaces its row (the index writes the position it keeps)."""
     kb, other = make_kb_id("a"), make_kb_id("b")
-    chdb_store.insert_vectors(kb, ["VCTR|x", "VCTR|y", "VCTR|z", "VCTR|w"],
-                              [[1, 0, 0, 0], [0, 1, 0, 0], [0.9, 0.1, 0, 0], [0, 0, 1, 0]])
-    chdb_store.insert_vectors(kb, ["VCTR|short"], [[1, 0]])
-    chdb_store.insert_vectors(other, ["VCTR|o"], [[0.95, 0.05, 0, 0]])
-    assert chdb_store.nearest_vectors(kb, [0.97, 0.03, 0, 0], k=2) == ["VCTR|x", "VCTR|z"]
-    assert chdb_store.nearest_vectors(kb, [0.97, 0.03, 0, 0], k=3)[2] in ("VCTR|y", "VCTR|w")
-    assert chdb_store.nearest_vectors(kb, [1, 0], k=3) == ["VCTR|short"]
-    assert chdb_store.nearest_vectors(make_kb_id("empty"), [1, 0, 0, 0]) == []
-
-
-def test_shard_map_versions(chdb_store):
-    v1 = chdb_store.save_shard_map([(0, 0, 32767), (1, 32768, 65535)])
-    v2 = chdb_store.save_shard_map([ShardRange(0, 0, 65535)])
-    assert v2 == v1 + 1
-    latest = chdb_store.load_shard_map()
-    assert latest.version == v2 and latest.ranges == (ShardRange(0, 0, 65535),)
+    f32 = float(np.float32(0.1))
+    chdb_store.insert_vectors(kb, ["VCTR|z", "VCTR|y"], [[f32, 0, 0, 0], [0, 1, 0, 0]], [0, 1])
+    chdb_store.insert_vectors(kb, ["VCTR|x"], [[0, 0, 1, 0]], [2])
+    chdb_store.insert_vectors(kb, ["VCTR|z"], [[0.5, 0, 0, 0]], [0])
+    chdb_store.insert_vectors(other, ["VCTR|o"], [[0.95, 0.05, 0, 0]], [0])
+    loaded = chdb_store.load_vectors(kb)
+    assert [(n, p) for n, _, p in loaded] == [("VCTR|z", 0), ("VCTR|y", 1), ("VCTR|x", 2)]
+    assert loaded[0][1].dtype == np.float32 and loaded[0][1].tolist() == [0.5, 0, 0, 0]
+    chdb_store.insert_vectors(kb, ["VCTR|w"], [[f32, 0, 0, 0]], [3])
+    assert chdb_store.load_vectors(kb)[3][1].tolist() == [f32, 0, 0, 0]
+    assert chdb_store.load_vectors(make_kb_id("empty")) == []
     with pytest.raises(ValueError):
-        chdb_store.save_shard_map([(0, 10, 5)])
+        chdb_store.insert_vectors(kb, ["VCTR|d", "VCTR|d"], [[1, 0, 0, 0], [2, 0, 0, 0]], [4, 4])
+    chdb_store.drop_vectors(kb)
+    assert chdb_store.load_vectors(kb) == [] and len(chdb_store.load_vectors(other)) == 1
 
 
 def test_drop_kb_only_touches_that_kb(chdb_store, make_kb_id):
@@ -144,8 +144,8 @@ def test_drop_kb_only_touches_that_kb(chdb_store, make_kb_id):
         chdb_store.insert_vectors(k, ["VCTR|v"], [[1.0, 2.0]])
     chdb_store.drop_kb(kb)
     chdb_store.drop_kb(make_kb_id("never-existed"))
-    assert chdb_store.count(kb) == 0 and chdb_store.nearest_vectors(kb, [1.0, 2.0]) == []
-    assert chdb_store.count(other) == 200 and chdb_store.nearest_vectors(other, [1.0, 2.0]) == ["VCTR|v"]
+    assert chdb_store.count(kb) == 0 and chdb_store.load_vectors(kb) == []
+    assert chdb_store.count(other) == 200 and [n for n, _, _ in chdb_store.load_vectors(other)] == ["VCTR|v"]
 
 
 def test_empty_inputs(chdb_store, make_kb_id):

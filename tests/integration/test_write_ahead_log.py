@@ -17,7 +17,7 @@ from schema.pattern_rows import pattern_table
 from schema.placement import even_ranges, owners
 from schema.rules.query import QueryOptions
 from serve_app.cluster_backend import ClusterBackend
-from serve_app.predictor import LocalShards
+from serve_app.local_shards import LocalShards
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ EXPECTED_STATUS = {
     "Unauthorized": 401, "Forbidden": 403, "NotFound": 404, "SessionNotFound": 404, "Conflict": 409,
     "PayloadTooLarge": 413,
     "Unprocessable": 422, "ServiceUnavailable": 503, "ServiceStarting": 503, "ShardUnavailable": 503,
-    "StoreUnavailable": 503, "RedisUnavailable": 503, "SessionLockTimeout": 503, "SessionLockLost": 503,
+    "StoreUnavailable": 503, "StaleShardMap": 503, "RedisUnavailable": 503, "SessionLockTimeout": 503,
+    "SessionLockLost": 503,
     "StoreError": 500, "SettingsError": 500, "LauncherError": 500, "KatoError": 500,
 }
 

@@ -12,7 +12,8 @@ from schema.learning import make_pattern
 from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import FilterParams, QueryOptions
 from schema.rules.reference import pipeline_names, predict
-from serve_app.predictor import LocalShards, Predictor
+from serve_app.local_shards import LocalShards
+from serve_app.predictor import Predictor
 from tests.unit.test_predictor_differential import assert_same, build, corpora, events
 
 STAGES = ["minhash", "length", "jaccard", "bloom", "rapidfuzz"]

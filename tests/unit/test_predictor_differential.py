@@ -15,7 +15,8 @@ from schema.placement import even_ranges, owners, pattern_buckets
 from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import QueryOptions
 from schema.rules.reference import predict
-from serve_app.predictor import LocalShards, Predictor
+from serve_app.local_shards import LocalShards
+from serve_app.predictor import Predictor
 
 SYMBOLS = ["a", "b", "c", "d", "e", "ab", "abc", "abd", "bcd", "x"]
 events = st.lists(st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=3).map(sorted), min_size=1, max_size=5)

@@ -98,7 +98,8 @@ def test_every_http_route_has_a_response_model_in_the_schema(app, openapi):
             continue
         assert route.response_model is not None, f"{method} {route.path} declares no response model"
         operation = openapi["paths"][route.path][method.lower()]
-        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        status = str(route.status_code or 200)
+        schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert set(schema) == {"$ref"}, f"{method} {route.path}: {schema}"
         name = schema["$ref"].removeprefix("#/components/schemas/")
         assert name == route.response_model.__name__ and name in components

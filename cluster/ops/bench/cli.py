@@ -149,3 +149,16 @@ def learn_command(url: str = typer.Option(None, help="A running service; default
 
     main(LearnBench(url, patterns, learns, tuple(_ints(clients, "--clients")), seconds, sequences, single_learns,
                     shards, port))
+
+
+@bench_app.command("reshard")
+def bench_reshard(patterns: int = typer.Option(1_000_000, help="Patterns bulk-loaded before the move."),
+                  from_shards: int = typer.Option(2, "--from-shards", help="Shards of the service it starts."),
+                  to_shards: int = typer.Option(3, "--to-shards", help="Shards to reshard to while serving."),
+                  clients: int = typer.Option(4, help="Clients predicting during the move."),
+                  port: int = typer.Option(8767, help="Port of the service it starts.")) -> None:
+    """A reshard while serving: its time, rows and bytes moved, prediction latency before/during/after, learn
+    latency during it, the write pause at the cut-over."""
+    from cluster.ops.bench.resharding import ReshardBench, main
+
+    main(ReshardBench(patterns, from_shards, to_shards, clients, port))

@@ -18,7 +18,8 @@ from schema.placement import even_ranges, owners, pattern_buckets
 from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import QueryOptions
 from schema.rules.reference import predict
-from serve_app.predictor import LocalShards, Predictor
+from serve_app.local_shards import LocalShards
+from serve_app.predictor import Predictor
 
 
 @dataclass(frozen=True)
