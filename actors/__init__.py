@@ -1,2 +1,2 @@
 """Layer 3, the shard: its pattern index, filter stages, compiled scoring kernels, the shard bound to its store,
-and the thin Ray actor around it."""
+the nodes' vector index, and the thin Ray actor around it."""

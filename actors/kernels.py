@@ -128,7 +128,7 @@ def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
 
 @njit(cache=True, nogil=True)
 def token_similarities(tokens, offsets, candidates, state):
-    """2·LCS/(|P|+|S|) for every candidate."""
+    """The similarity KATO ranks every candidate by (``_token_similarity``)."""
     n = candidates.shape[0]
     out = np.empty(n, np.float64)
     ls = state.shape[0]
@@ -137,6 +137,21 @@ def token_similarities(tokens, offsets, candidates, state):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         out[c] = _token_similarity(pat, state, prev, cur)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def stage_token_similarities(tokens, offsets, candidates, state):
+    """2·LCS/(|P|+|S|) as is, for every candidate: what KATO's rapidfuzz filter stage compares (spec §3.2)."""
+    n = candidates.shape[0]
+    out = np.empty(n, np.float64)
+    ls = state.shape[0]
+    prev, cur, _stack, _found = _scratch(ls)
+    for c in range(n):
+        p = candidates[c]
+        pat = tokens[offsets[p]:offsets[p + 1]]
+        total = pat.shape[0] + ls
+        out[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
     return out
 
 
@@ -177,10 +192,17 @@ def _metrics(m, lp, present_count, extras, k):
 
 
 @njit(cache=True, nogil=True)
+def _kato_scaled(sim, ls):
+    """``schema.rules.matching.kato_similarity``: on the general path (a state of two symbols or more) KATO
+    scores 2·LCS/T as a percentage for RapidFuzz and divides it by 100 again, which can move the last bit."""
+    return sim * 100.0 / 100.0 if ls > 1 else sim
+
+
+@njit(cache=True, nogil=True)
 def _token_similarity(pat, state, prev, cur):
-    """2·LCS/(|P|+|S|), with the caller's LCS rows."""
+    """KATO's similarity 2·LCS/(|P|+|S|) (``_kato_scaled``), with the caller's LCS rows."""
     total = pat.shape[0] + state.shape[0]
-    return (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+    return _kato_scaled(2.0 * _lcs_into(pat, state, prev, cur) / total, state.shape[0]) if total > 0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -203,7 +225,7 @@ def _block_matches(state, blocks, k):
 @njit(cache=True, nogil=True)
 def _single_hit_similarity(lp, ls):
     """Similarity of a pattern with one state-token position (LCS 1)."""
-    return 2.0 * 1 / (lp + ls)
+    return _kato_scaled(2.0 * 1 / (lp + ls), ls)
 
 
 @njit(cache=True, nogil=True)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from schema.errors import VectorLengthError
+
 PATTERN_PREFIX = "PTRN|"
 VECTOR_PREFIX = "VCTR|"
 KB_ID_MAX_LENGTH = 60
@@ -33,18 +35,38 @@ def bare_pattern_hash(name: str) -> str:
     return name[len(PATTERN_PREFIX):] if name.startswith(PATTERN_PREFIX) else name
 
 
-def vector_name(vectors: Sequence[Sequence[float]]) -> str:
-    """Name of the element-wise sum of an observation's vectors: sha1 of numpy's printed form.
+def vector_sum(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    """The observation's vector (spec §5.1): the float64 arrays summed as a left fold in list order, with
+    numpy broadcasting (a length-1 vector is added to every element).
 
-    Raises ValueError when the vectors do not share one length.
+    Raises ``VectorLengthError`` when two lengths do not broadcast together, or when there is no vector.
     """
-    summed = np.sum(np.array([np.asarray(v, dtype=float) for v in vectors]), axis=0) if len(vectors) > 1 \
-        else np.asarray(vectors[0], dtype=float)
+    if not vectors:
+        raise VectorLengthError("an observation's vectors cannot be summed: there are none")
+    total = np.asarray(vectors[0], dtype=np.float64)
+    for vector in vectors[1:]:
+        addend = np.asarray(vector, dtype=np.float64)
+        if not _broadcastable(total.shape[0], addend.shape[0]):
+            raise VectorLengthError(
+                f"the vectors of one observation must have the same length, or length 1 (added to every "
+                f"element): lengths {[len(v) for v in vectors]} do not add up")
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = total + addend
+    return total
+
+
+def _broadcastable(a: int, b: int) -> bool:
+    return a == b or a == 1 or b == 1
+
+
+def vector_name_of(summed: np.ndarray) -> str:
+    """``VCTR|`` + sha1 of numpy's printed form of the summed vector (default print options)."""
     return VECTOR_PREFIX + hashlib.sha1(str(summed).encode()).hexdigest()
 
 
-def vector_lengths_match(vectors: Sequence[Sequence[float]]) -> bool:
-    return len({len(v) for v in vectors}) <= 1
+def vector_name(vectors: Sequence[Sequence[float]]) -> str:
+    """Name of an observation's vectors: the name of their sum (``vector_sum``)."""
+    return vector_name_of(vector_sum(vectors))
 
 
 def safe_node_part(node_id: str) -> str:

@@ -24,6 +24,7 @@ class KBKeys:
         self.unique_patterns = f"{kb_id}:{GLOBAL_UNIQUE_PATTERNS}"
         self.applied_batches = f"{kb_id}:bulk:applied_batches"  # batch ids of /bulk/learn applied (at most once)
         self.bulk_loads = f"{kb_id}:bulk:loads"  # load id -> rows of a streamed load committed so far
+        self.pending_vectors = f"{kb_id}:vectors:pending"  # the node's vectors observed since its last learn
 
     def frequency(self, name: str) -> str:
         return f"{self.kb_id}:frequency:{name}"

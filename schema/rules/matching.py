@@ -67,12 +67,25 @@ def matching_blocks(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[Block]
     return collapsed
 
 
-def similarity(pattern: Sequence[str], state: Sequence[str], use_token_matching: bool) -> float:
-    """Token mode: 2·LCS/(|P|+|S|). Character mode: RapidFuzz ratio of the space-joined strings / 100."""
+def similarity(pattern: Sequence[str], state: Sequence[str], use_token_matching: bool,
+               as_ranked: bool = True) -> float:
+    """Token mode: 2·LCS/(|P|+|S|), as KATO ranks it (``kato_similarity``; ``as_ranked=False``: the value its
+    rapidfuzz filter stage compares). Character mode: RapidFuzz ratio of the space-joined strings / 100."""
     if use_token_matching:
         total = len(pattern) + len(state)
-        return (2.0 * LCSseq.similarity(pattern, state) / total) if total > 0 else 0.0
+        if total == 0:
+            return 0.0
+        ratio = 2.0 * LCSseq.similarity(pattern, state) / total
+        return kato_similarity(ratio, len(state)) if as_ranked else ratio
     return fuzz.ratio(" ".join(pattern), " ".join(state)) / 100.0
+
+
+def kato_similarity(ratio: float, state_length: int) -> float:
+    """The token similarity KATO reports and thresholds. On its general path (a state of two symbols or more)
+    RapidFuzz's ``process.extract`` runs a scorer that returns ``2.0 * M / T * 100.0`` (a percentage), and the
+    result is divided by 100 again: ``(ratio * 100.0) / 100.0``, which can differ from ``ratio`` in the last
+    bit (2/6 gives 0.33333333333333326). Its single-symbol path computes ``2.0 * M / T`` as is."""
+    return ratio * 100.0 / 100.0 if state_length > 1 else ratio
 
 
 def best_fuzzy_token(token: str, pattern: Sequence[str], threshold: float) -> tuple[str, float] | None:

@@ -67,7 +67,8 @@ def shannon_entropy(symbols: Sequence[str]) -> float:
     n = len(symbols)
     if n == 0:
         return 0.0
-    return float(sum(-(p * math.log(p, 2)) for p in (c / n for c in Counter(symbols).values()) if p > 0))
+    # KATO subtracts p·log2(p) from 0.0 (math.log(p, 2) differs from log2 in the last bit)
+    return float(sum(-(p * math.log2(p)) for p in (c / n for c in Counter(symbols).values()) if p > 0))
 
 
 def entropy_term(p: float, base: int) -> float:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from schema.events import flatten
-from schema.rules.matching import CandidateMatch, extract
+from schema.rules.matching import CandidateMatch, extract, similarity
 from schema.rules.metrics import CorpusStats
 from schema.rules.query import STORED_MINHASH_SHAPE, QueryOptions, stage_decision
 from schema.rules.scoring import score
@@ -35,7 +35,9 @@ def _stage_keeps(stage: str, events: list[list[str]], state: list[str], stm: lis
         return bool(tokens & set(state))
     if stage == "rapidfuzz":
         cutoff = options.recall_threshold or 0.1
-        return extract("", events, stm, cutoff, options.use_token_matching, options.fuzzy_token_threshold) is not None
+        sim = similarity(flatten(events), state, options.use_token_matching, as_ranked=False)
+        return extract("", events, stm, cutoff, options.use_token_matching, options.fuzzy_token_threshold,
+                       sim=sim) is not None
     if stage == "minhash":
         from datasketch import MinHash
 

@@ -371,7 +371,7 @@ def _pair_terms(pairs: _Pairs, symbols: _Symbols, terms: _SymbolTerms, state_cou
     h_values, ne_values = [], []
     for code in codes.tolist():
         p = (code // base) / (code % base)
-        h_values.append(-(p * math.log(p, 2)))
+        h_values.append(-(p * math.log2(p)))  # as metrics.shannon_entropy
         ne_values.append(entropy_term(p, total_symbols))
     p_sym = symbols.probability[pair_sym]
     x = p_sym * state_counts[pair_sym]

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from schema.api import ObservationData, ObservationSequenceRequest
-from schema.errors import EmptySTMError, VectorLengthError
+from schema.errors import EmptySTMError
 from schema.events import build_event, cap_stm
 from schema.learning import LearnedPattern, average_emotives, make_pattern
-from schema.naming import PATTERN_PREFIX, vector_lengths_match, vector_name
+from schema.naming import PATTERN_PREFIX, vector_name_of, vector_sum
 from schema.rules.query import QueryOptions
 from schema.session import SessionState
 
@@ -27,7 +27,12 @@ class KnowledgeBackend(Protocol):
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
 
     def vector_symbols(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
-        """The observation's own symbol plus the names of the nearest stored vectors."""
+        """The observation's own symbol plus the names of the nearest indexed vectors; then the vector is
+        buffered on the node until its next learn (spec §5.2)."""
+        ...
+
+    def flush_vectors(self, kb_id: str) -> None:
+        """Index the node's buffered vectors and empty the buffer (spec §5.3)."""
         ...
 
 
@@ -54,6 +59,7 @@ def settle_own_predictions(state: SessionState, backend: KnowledgeBackend) -> No
 def _learn_stm(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str
                ) -> str | None:
     settle_own_predictions(state, backend)  # KATO computed them at observe time, before this learn
+    backend.flush_vectors(kb_id)  # every call of the learn routine, whether or not a pattern results (§5.3)
     pattern = make_pattern(state.stm, state.emotives_accumulator, state.metadata_accumulator)
     state.stm = []
     state.emotives_accumulator = []
@@ -88,6 +94,7 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
     ``defer_predictions`` records what to predict from (``state.pending_predictions``) instead of predicting:
     the caller computes them later, before the KB changes (``serve_app.pending_predictions``)."""
     unique_id = unique_id or f"obs-{uuid.uuid4().hex}"
+    summed = vector_sum(observation.vectors) if observation.vectors else None  # VectorLengthError: 400, no change
     state.time += 1
     if observation.emotives:
         state.emotives_accumulator = _capped([*state.emotives_accumulator, dict(observation.emotives)],
@@ -96,12 +103,9 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
         state.metadata_accumulator = _capped([*state.metadata_accumulator, dict(observation.metadata)],
                                              state.max_metadata_size)
     vector_symbols: list[str] = []
-    if observation.vectors:
-        if not vector_lengths_match(observation.vectors):
-            raise VectorLengthError("all vectors of one observation must have the same length")
-        name = vector_name(observation.vectors)
-        summed = [sum(col) for col in zip(*observation.vectors)]
-        vector_symbols = sorted(set(backend.vector_symbols(kb_id, name, summed)) | {name})
+    if summed is not None:
+        name = vector_name_of(summed)
+        vector_symbols = sorted(set(backend.vector_symbols(kb_id, name, summed.tolist())) | {name})
     event = build_event(observation.strings, vector_symbols)
     state.percept_data = {
         "strings": sorted(observation.strings),
@@ -136,6 +140,9 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
 
 def observe_sequence(state: SessionState, request: ObservationSequenceRequest, config: Mapping[str, Any],
                      backend: KnowledgeBackend, kb_id: str, defer_predictions: bool = False) -> dict[str, Any]:
+    for item in request.observations:  # a 400 for any item's vectors before any item changes anything
+        if item.vectors:
+            vector_sum(item.vectors)
     initial = len(state.stm)
     results: list[dict[str, Any]] = []
     learned: list[str] = []
@@ -148,7 +155,7 @@ def observe_sequence(state: SessionState, request: ObservationSequenceRequest, c
             learned.append(_learn_stm(state, config, backend, kb_id) or "")
         if result["auto_learned_pattern"]:
             learned.append(result["auto_learned_pattern"])
-        results.append({"status": "okay", "sequence_position": i, "stm_length": result["stm_length"],
+        results.append({"status": "okay", "sequence_position": i, "stm_length": len(state.stm),  # after step 3
                         "time": result["time"], "unique_id": result["unique_id"],
                         "auto_learned_pattern": result["auto_learned_pattern"]})
     final = None

@@ -49,9 +49,9 @@ def test_clear_all_isolation(chdb_store, redis_client, make_kb_id):
     assert len(b_keys) > 50
     chdb_store.drop_kb(a)
     rk.clear_kb(a)
-    assert chdb_store.count(a) == 0 and chdb_store.nearest_vectors(a, [1.0, 0.0]) == []
+    assert chdb_store.count(a) == 0 and chdb_store.load_vectors(a) == []
     assert _keys(redis_client, a) == set()
-    assert chdb_store.count(b) == 120 and chdb_store.nearest_vectors(b, [1.0, 0.0], k=1) == ["VCTR|v1"]
+    assert chdb_store.count(b) == 120 and [n for n, _, _ in chdb_store.load_vectors(b)] == ["VCTR|v1", "VCTR|v2"]
     assert {k: redis_client.type(k) for k in _keys(redis_client, b)} == b_keys
 
 
@@ -71,7 +71,7 @@ def test_hostile_node_id_round_trips_verbatim(chdb_store, redis_client, make_kb_
     row = chdb_store.get_patterns(kb, [p.name]).to_pylist()[0]
     assert row["kb_id"] == kb and row["pattern_data"] == [[node_id, "b"], ["c"]]
     assert [b.num_rows for b in chdb_store.iter_bucket_range(kb, 0, 65535)] == [1]
-    assert chdb_store.nearest_vectors(kb, [0.5, 0.5]) == [f"VCTR|{node_id}"]
+    assert [n for n, _, _ in chdb_store.load_vectors(kb)] == [f"VCTR|{node_id}"]
     assert rk.pattern_info(kb, p.name)["metadata"] == {"node": [node_id]}
     assert rk.symbol_stats(kb)[node_id]["frequency"] == 1
     assert rk.affinities(kb)[node_id] == {"joy": 0.5}

@@ -102,6 +102,8 @@ STANCES: dict[str, str] = {
            "vector observations",
     "Q16": "ties: which members of a group of equal potentials survive the max_predictions cut (the raw order "
            "among ties is never reported)",
+    "EMPTY": "predictions of an empty STM (spec silent): KATO answers its worker process's last future_potentials "
+             "(left over from the node's last prediction, any session), ours [] (README, How it maps to KATO)",
     "Q18": "character mode (use_token_matching false) at recall_threshold 0.0: KATO answers no predictions (a "
            "swallowed RapidFuzz error), ours every candidate; GET predictions in that configuration",
 }
@@ -360,6 +362,7 @@ class StepContext:
     q7_full: bool = False  # ... and KATO's list reached max_predictions (its own ranking chose the survivors)
     q15: bool = False
     q18: bool = False
+    empty: bool = False  # KATO's STM is empty (GET predictions)
     pattern: str = ""
     tainted: dict[str, str] = field(default_factory=dict)
     strict: bool = False
@@ -371,6 +374,8 @@ class StepContext:
             return "Q15"
         if self.q18 and path.startswith(("predictions", "future_potentials", "count")):
             return "Q18"
+        if self.empty and path.startswith("future_potentials"):
+            return "EMPTY"
         if self.q4 and path.startswith("cognition_data.predictions"):
             return "Q4"
         if path.endswith("(tie at cap)"):
@@ -403,6 +408,7 @@ def context_for(step: dict[str, JSON], tracker: Tracker, kato_stm: int | None, s
         q4=any(session.config_at_observe.get(key) != DEFAULT_CONFIG[key] for key in defaults),
         q5_emotives=session.stale,
         q7=kato_stm == 1,
+        empty=kato_stm == 0,
         q15=node.q15 or (node.q15_armed and observes_vectors(step)),
         q18=step["op"] == "predictions" and config.get("use_token_matching") is False
         and config.get("recall_threshold") == 0.0,
