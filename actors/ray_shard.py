@@ -222,12 +222,18 @@ class RayShards:
         serving = {r.shard_id for r in shard_map.ranges}
         handles = {sid: h for sid, h in self.handles.items() if sid in wanted}
         for shard_id in sorted(wanted - set(handles)):
-            try:
-                handles[shard_id] = ray.get_actor(f"{ACTOR_PREFIX}{shard_id}", namespace=self.namespace)
-            except ValueError as error:
-                if shard_id in serving:
-                    raise ShardUnavailable(f"shard {shard_id} is not running yet") from error
+            found = self._named(shard_id)
+            if found is not None:
+                handles[shard_id] = found
+            elif shard_id in serving:
+                raise ShardUnavailable(f"shard {shard_id} is not running yet")
         self.handles = handles
+
+    def _named(self, shard_id: int) -> ray.actor.ActorHandle | None:
+        try:
+            return ray.get_actor(f"{ACTOR_PREFIX}{shard_id}", namespace=self.namespace)
+        except ValueError:
+            return None
 
     # --------------------------------------------------------------- reshards
     def set_map(self, shard_map: ShardMap) -> None:
@@ -257,11 +263,13 @@ class RayShards:
             self.handles = {**self.handles, shard_id: self.starter(shard_id, lo, hi)}
 
     def remove_shard(self, shard_id: int) -> None:
-        handle = self.handles.get(shard_id)
-        self.handles = {sid: h for sid, h in self.handles.items() if sid != shard_id}
+        """Retire a shard's actor and stop it; repeatable. It is found by name when this process no longer holds
+        it (a request that met the switched map has synced it away already)."""
+        handle = self.handles.get(shard_id) or self._named(shard_id)
         if handle is not None:
             self._get(handle.retire.remote())
             ray.kill(handle, no_restart=True)
+        self.handles = {sid: h for sid, h in self.handles.items() if sid != shard_id}
 
 
 class ShardVectorStore:

@@ -102,6 +102,6 @@ class LocalShards:
 
     def remove_shard(self, shard_id: int) -> None:
         shard = self.shards.get(shard_id)
-        self.shards = {sid: s for sid, s in self.shards.items() if sid != shard_id}
         if shard is not None and hasattr(shard, "retire"):
             shard.retire()
+        self.shards = {sid: s for sid, s in self.shards.items() if sid != shard_id}
