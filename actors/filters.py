@@ -52,7 +52,8 @@ def _apply(stage: str, index: KBIndex, rows: VocabularyRows, pool: np.ndarray, s
         if sharing.shape[0] == 0:
             return sharing
         if options.use_token_matching:
-            sims = kernels.stage_token_similarities(index.tokens.view(), index.offsets.view(), sharing, state_ids)
+            sims = kernels.token_similarities(index.tokens.view(), index.offsets.view(), sharing, state_ids,
+                                              ranked=False)
         else:
             joined = index.joined()
             sims = process.cdist([" ".join(state)], [joined[i] for i in sharing.tolist()], scorer=fuzz.ratio,

@@ -127,22 +127,9 @@ def matching_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
-def token_similarities(tokens, offsets, candidates, state):
-    """The similarity KATO ranks every candidate by (``_token_similarity``)."""
-    n = candidates.shape[0]
-    out = np.empty(n, np.float64)
-    ls = state.shape[0]
-    prev, cur, _stack, _found = _scratch(ls)
-    for c in range(n):
-        p = candidates[c]
-        pat = tokens[offsets[p]:offsets[p + 1]]
-        out[c] = _token_similarity(pat, state, prev, cur)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def stage_token_similarities(tokens, offsets, candidates, state):
-    """2·LCS/(|P|+|S|) as is, for every candidate: what KATO's rapidfuzz filter stage compares (spec §3.2)."""
+def token_similarities(tokens, offsets, candidates, state, ranked):
+    """2·LCS/(|P|+|S|) for every candidate: as KATO ranks it (``ranked``: ``_token_similarity``) or as is, the
+    value its rapidfuzz filter stage compares (spec §3.2)."""
     n = candidates.shape[0]
     out = np.empty(n, np.float64)
     ls = state.shape[0]
@@ -151,7 +138,8 @@ def stage_token_similarities(tokens, offsets, candidates, state):
         p = candidates[c]
         pat = tokens[offsets[p]:offsets[p + 1]]
         total = pat.shape[0] + ls
-        out[c] = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        raw = (2.0 * _lcs_into(pat, state, prev, cur) / total) if total > 0 else 0.0
+        out[c] = _kato_scaled(raw, ls) if ranked else raw
     return out
 
 

@@ -320,7 +320,8 @@ class Shard:
     def _similarities(index: KBIndex, candidates: np.ndarray, state: list[str], state_ids: np.ndarray,
                       token_mode: bool) -> np.ndarray:
         if token_mode:
-            return kernels.token_similarities(index.tokens.view(), index.offsets.view(), candidates, state_ids)
+            return kernels.token_similarities(index.tokens.view(), index.offsets.view(), candidates, state_ids,
+                                              ranked=True)
         joined = index.joined()
         choices = [joined[i] for i in candidates.tolist()]
         scores = process.cdist([" ".join(state)], choices, scorer=fuzz.ratio, dtype=np.float64, workers=1)

@@ -68,7 +68,7 @@ def test_token_rank_equals_general_kernels(patterns, stm, cutoff):
     candidates = index.all_ids()
     kept, sims, pre = token_rank(*arrays, candidates, state_ids, shard._first_in_state(state_ids), cutoff)
 
-    expected_sims = token_similarities(arrays[0], arrays[1], candidates, state_ids)
+    expected_sims = token_similarities(arrays[0], arrays[1], candidates, state_ids, ranked=True)
     k, _m, _np, _ev, _conf, _snr, expected_pre = candidate_fields(
         *arrays, candidates, state_ids, np.zeros((1, 1), np.bool_), False)
     expected_kept = (expected_sims >= cutoff) & ((k > 0) | (cutoff <= 0.0))

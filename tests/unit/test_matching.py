@@ -73,3 +73,26 @@ def test_fuzzy_tokens_record_anomalies_and_keep_literal_missing():
     assert "banana" in m.missing[0]
     exact = extract("p", [["a", "b"]], [["a", "b"]], 0.1, fuzzy_token_threshold=0.85)
     assert exact.anomalies == []
+
+
+def test_token_similarity_to_the_last_bit_as_kato_reports_it():
+    """KATO's general path scores 2·M/T as a percentage and divides by 100 again: 2·1/6 reads 0.33333333333333326,
+    not 1/3; its filter stage compares 2·M/T as is, and its single-symbol path reports it as is."""
+    pattern, state = ["a", "x", "y", "z"], ["a", "q"]
+    assert similarity(pattern, state, True) == 0.33333333333333326
+    assert similarity(pattern, state, True, as_ranked=False) == 1 / 3
+    assert similarity(["a", "x", "y", "z", "w"], ["a"], True) == 1 / 3
+
+
+def test_the_kernel_scales_as_the_rule():
+    import numpy as np
+
+    from actors.kernels import token_similarities
+
+    tokens = np.array([0, 1, 2, 3, 0, 4], np.int64)  # pattern 0: a x y z; pattern 1: a w
+    offsets = np.array([0, 4, 6], np.int64)
+    candidates, state = np.array([0, 1], np.int64), np.array([0, 5], np.int64)  # state: a q
+    ranked = token_similarities(tokens, offsets, candidates, state, ranked=True).tolist()
+    raw = token_similarities(tokens, offsets, candidates, state, ranked=False).tolist()
+    assert ranked == [similarity(list("axyz"), ["a", "q"], True), similarity(["a", "w"], ["a", "q"], True)]
+    assert ranked[0] == 0.33333333333333326 and raw == [1 / 3, 0.5]

@@ -115,3 +115,10 @@ def test_frequency_counts_relearns_and_priors_follow():
     assert top["bayesian_prior"] == pytest.approx(0.75)
     # total_pattern_frequencies grows only with new patterns, so confluence's prior is 3/2 here.
     assert top["confluence"] == pytest.approx(1.5 * (1 - 1.0 * 0.5), abs=1e-12)
+
+
+def test_entropy_to_the_last_bit_uses_log2():
+    """KATO sums -(p·log2 p); math.log(p, 2) would read 0.9852281360342516 here."""
+    from schema.rules.metrics import shannon_entropy
+
+    assert shannon_entropy(["a"] * 3 + ["b"] * 4) == 0.9852281360342515
