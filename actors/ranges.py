@@ -78,6 +78,10 @@ class ShardRanges:
             raise StaleShardMap(f"shard {self.shard_id} serves map version {self.map.version}, not {version}")
         return found or EMPTY
 
+    def owned_now(self) -> tuple[int, int] | None:
+        """The buckets to answer for under the map this shard knows (``owned`` of its version)."""
+        return self.owned(self.map.version if self.map is not None else None)
+
     def _range_at(self, version: int) -> tuple[bool, tuple[int, int] | None]:
         """(whether this shard knows ``version``, its range then)."""
         for shard_map in (self.map, self.previous):

@@ -315,7 +315,7 @@ class StoredShard:
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         assert self.ranges is not None
-        owned = self.ranges.owned(self.ranges.map.version if self.ranges.map else None)
+        owned = self.ranges.owned_now()
         with self._index_lock:
             return self.shard.export(kb_id, owned)
 
@@ -325,7 +325,7 @@ class StoredShard:
 
     def count(self, kb_id: str) -> int:
         assert self.ranges is not None
-        return self.shard.count(kb_id, self.ranges.owned(self.ranges.map.version if self.ranges.map else None))
+        return self.shard.count(kb_id, self.ranges.owned_now())
 
     def stats(self) -> ShardStats:
         assert self.ranges is not None

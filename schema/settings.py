@@ -134,9 +134,13 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def shard_dir(self, shard_id: int) -> str:
+        """A shard's embedded data directory (its chdb store)."""
+        return os.path.join(self.data_dir, f"shard-{shard_id}")
+
     def shard_store_dsn(self, shard_id: int) -> str:
         """Embedded: one chdb directory per shard (chdb allows one process per directory)."""
-        return self.store or f"chdb://{self.data_dir}/shard-{shard_id}/chdb"
+        return self.store or f"chdb://{self.shard_dir(shard_id)}/chdb"
 
     def local_store_dsn(self) -> str:
         return self.store or f"chdb://{self.data_dir}/chdb"

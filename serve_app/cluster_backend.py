@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cluster.stores.learn_commit import Guard, MapGuard
 from cluster.stores.pattern_log import LogKeys, log_appends
@@ -111,7 +112,8 @@ class ClusterBackend:
         if not patterns:
             return 0
         self.before_change(kb_id)
-        table, owner = self._rows(kb_id, patterns)
+        table = self._table(kb_id, patterns)
+        owner = self._owners(table)
         names = table.column("name").to_pylist()
         self.redis_kb.append_log(log_appends(self.log_keys, kb_id, table, owner, names),
                                  self._registrations(kb_id, owner))
@@ -134,11 +136,11 @@ class ClusterBackend:
         that changed meanwhile (a reshard's cut-over) makes the commit fail untouched and route again."""
         if not patterns and guard is None:
             return []
+        table = self._table(kb_id, patterns)
+        buckets = tuple(np.unique(table.column("bucket").to_numpy()).tolist())
         for attempt in range(_ROUTE_ATTEMPTS):
-            table, owner = self._rows(kb_id, patterns)
-            map_guard = (MapGuard(self.maps.key, self.map.version,
-                                  tuple(np.unique(table.column("bucket").to_numpy()).tolist()))
-                         if self.maps is not None else None)
+            owner = self._owners(table)
+            map_guard = MapGuard(self.maps.key, self.map.version, buckets) if self.maps is not None else None
             try:
                 new = self.redis_kb.learn_batch(kb_id, patterns, persistence,
                                                 partial(log_appends, self.log_keys, kb_id, table, owner),
@@ -150,15 +152,19 @@ class ClusterBackend:
                 continue
             created = {p.name for p, is_new in zip(patterns, new) if is_new}
             if created:
-                chosen = np.array([name in created for name in table.column("name").to_pylist()], dtype=bool)
-                self._index(table.filter(pa.array(chosen)), owner[chosen])
+                chosen = pc.is_in(table.column("name"), value_set=pa.array(list(created), table.column("name").type))
+                self._index(table.filter(chosen), owner[chosen.to_numpy(zero_copy_only=False)])
             return new
         raise AssertionError("unreachable")
 
-    def _rows(self, kb_id: str, patterns: Sequence[LearnedPattern]) -> tuple[pa.Table, np.ndarray]:
-        """The rows of the batch's distinct patterns and the shard owning each."""
-        table = pattern_table(kb_id, list({p.name: p for p in patterns}.values()))
-        return table, owners(table.column("bucket").to_numpy().astype(np.int64), self.ranges)
+    @staticmethod
+    def _table(kb_id: str, patterns: Sequence[LearnedPattern]) -> pa.Table:
+        """The rows of the batch's distinct patterns."""
+        return pattern_table(kb_id, list({p.name: p for p in patterns}.values()))
+
+    def _owners(self, table: pa.Table) -> np.ndarray:
+        """The shard owning each row under the current map."""
+        return owners(table.column("bucket").to_numpy().astype(np.int64), self.ranges)
 
     def _registrations(self, kb_id: str, owner: np.ndarray) -> list[tuple[str, str]]:
         """A shard's registry must name the KB before its log does (so a restarted shard finds the log)."""

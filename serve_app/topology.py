@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from cluster.stores.shard_map import ShardMapStore
 from schema.placement import ShardMap
@@ -47,7 +46,7 @@ def retire_embedded(settings: Settings) -> Callable[[int], None]:
     """Remove the data directory of a shard a merge left without a range (embedded engines only)."""
     def retire(shard_id: int) -> None:
         if not settings.store:
-            shutil.rmtree(Path(settings.data_dir) / f"shard-{shard_id}", ignore_errors=True)
+            shutil.rmtree(settings.shard_dir(shard_id), ignore_errors=True)
     return retire
 
 

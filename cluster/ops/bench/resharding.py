@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import requests
 
+from cluster.ops import admin_client
 from cluster.ops.bench.learning import Fresh, describe, learn_once, session, stream_load
 from cluster.ops.bench.workloads import standard_patterns
 from cluster.ops.launcher import start_detached, stop_detached
+from schema.errors import LauncherError
 from schema.settings import Settings
 
 NODE = "bench_reshard"
@@ -87,15 +89,6 @@ class Predicting:
             thread.join(timeout=120)
 
 
-def reshard(http: requests.Session, url: str, shards: int) -> dict:
-    http.post(f"{url}/admin/reshard", json={"shards": shards}, timeout=60).raise_for_status()
-    while True:
-        progress = http.get(f"{url}/admin/reshard", timeout=60).json()["progress"]
-        if progress.get("phase") in ("done", "failed"):
-            return progress
-        time.sleep(0.2)
-
-
 def learning(url: str, stop: threading.Event, samples: list[float], seed: int) -> None:
     http, fresh = requests.Session(), Fresh(seed)
     base = session(http, url, NODE)
@@ -118,14 +111,16 @@ def run(url: str, opts: ReshardBench) -> None:
         learner = threading.Thread(target=learning, args=(url, stop_learning, learns, opts.seed + 99), daemon=True)
         learner.start()
         start = time.perf_counter()
-        progress = reshard(http, url, opts.to_shards)
+        try:
+            progress = admin_client.reshard(url, opts.to_shards, say=lambda _line: None, poll_seconds=0.2)
+        except LauncherError as error:
+            raise SystemExit(str(error)) from error
+        finally:
+            stop_learning.set()
         took = time.perf_counter() - start
-        stop_learning.set()
         learner.join(timeout=120)
         predicting.phase = "after"
         time.sleep(10)
-    if progress["phase"] == "failed":
-        raise SystemExit(f"the reshard failed: {progress.get('error')}")
     print(f"reshard {opts.from_shards} -> {opts.to_shards}: {took:.1f} s; {progress['rows_copied']:,} rows "
           f"({progress['bytes_copied'] / 1e6:,.0f} MB) copied, {progress['caught_up_rows']:,} caught up from the "
           f"logs; write pause at the cut-over {progress['write_pause_ms']:.1f} ms")
