@@ -104,11 +104,14 @@ class KatoService:
     @contextmanager
     def _locked(self, session_id: str) -> Iterator[SessionState]:
         """Load, hand out and save a session under its cluster-wide lock (reads take a snapshot, ``_load``)."""
-        with self.sessions.lock(session_id, timeout=LOCK_LEASE_SECONDS):
-            state = self._load(session_id)
+        with self.sessions.checkout(session_id, timeout=LOCK_LEASE_SECONDS) as held:
+            if held.record is None:
+                raise SessionNotFound(session_id)
+            authorize_node(held.record["node_id"])
+            state = SessionState.from_dict(held.record)
             state.access_count += 1
             yield state
-            self.sessions.save(state.to_dict())
+            held.save(state.to_dict())
 
     def _config(self, state: SessionState) -> dict[str, Any]:
         return effective_config(state.session_config, self.defaults)

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -42,17 +42,84 @@ ACTIVE_INDEX = "kato:session:_active_index"
 LOCK_PREFIX = "kato:lock:session:"
 DEFAULT_TTL_SECONDS = 3600
 
+# Release a lock we still hold; with a TTL (ARGV[2]), also slide the expiry of the other keys (a session touched).
 _RELEASE = """
+local released = 0
 if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
+    released = redis.call('del', KEYS[1])
 end
-return 0
+if ARGV[2] and ARGV[2] ~= '' then
+    for i = 2, #KEYS do
+        redis.call('expire', KEYS[i], ARGV[2])
+    end
+end
+return released
 """
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# Take a session's lock and read the session in one round trip: {1, json} once held, {0} while someone holds it.
+_CHECKOUT = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0}
+end
+return {1, redis.call('get', KEYS[2])}
+"""
+# Store a session record with its side keys (see ``SessionStore.save``) and, when ARGV[1] names our lock token,
+# release that lock in the same step; nothing is written (0) when the lock is no longer ours.
+_SAVE = """
+local token = ARGV[1]
+if token ~= '' and redis.call('get', KEYS[7]) ~= token then
+    return 0
+end
+local ttl = ARGV[3]
+redis.call('set', KEYS[1], ARGV[2], 'EX', ttl)
+if ARGV[4] == 'pending' then
+    redis.call('set', KEYS[2], ARGV[5], 'EX', ttl)
+    redis.call('del', KEYS[3])
+    redis.call('sadd', KEYS[4], ARGV[6])
+elseif ARGV[4] == 'predictions' then
+    redis.call('set', KEYS[3], ARGV[5], 'EX', ttl)
+    redis.call('del', KEYS[2])
+else
+    redis.call('expire', KEYS[3], ttl)
+    redis.call('expire', KEYS[2], ttl)
+end
+redis.call('sadd', KEYS[5], ARGV[6])
+redis.call('set', KEYS[6], ARGV[6], 'EX', ttl)
+if token ~= '' then
+    redis.call('del', KEYS[7])
+end
+return 1
+"""
+# A session (and its predictions when ARGV[2] is '1') in one round trip; with ARGV[3] '1' its keys' expiry slides
+# to its own ttl_seconds (ARGV[1] when the record has none).
+_READ = """
+local raw = redis.call('get', KEYS[1])
+if not raw then
+    return {false}
+end
+local predictions = false
+if ARGV[2] == '1' then
+    predictions = redis.call('get', KEYS[2])
+end
+if ARGV[3] == '1' then
+    local ttl = tonumber(ARGV[1])
+    local ok, record = pcall(cjson.decode, raw)
+    if ok and type(record) == 'table' then
+        local own = tonumber(record['ttl_seconds'])
+        if own and own > 0 then
+            ttl = math.floor(own)
+        end
+    end
+    for i = 1, #KEYS do
+        redis.call('expire', KEYS[i], ttl)
+    end
+end
+return {raw, predictions}
 """
 
 # Store the settled predictions only if the pending record is still the one they were computed from (a later
@@ -122,7 +189,10 @@ class SessionStore:
         self.client = client
         self.default_ttl = default_ttl
         self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
+        self._take = client.register_script(_CHECKOUT)
+        self._save = client.register_script(_SAVE)
+        self._read = client.register_script(_READ)
+        self._renewer = LeaseRenewer(client.register_script(_RENEW))
         self._settle = client.register_script(_SETTLE)
         self._forget_settled = client.register_script(_FORGET_SETTLED)
 
@@ -160,6 +230,11 @@ class SessionStore:
         """Store the record and reset its expiry to now + its own ``ttl_seconds``. A ``pending_predictions``
         record replaces the stored predictions; else ``predictions`` are written when present and not None;
         otherwise the stored ones (or the pending record) are kept."""
+        self._write(session, "", "")
+
+    def _write(self, session: dict[str, Any], lock_key: str, token: str) -> bool:
+        """``save`` in one atomic step; with ``token``, only while ``lock_key`` holds it, releasing it (False: the
+        lock was no longer ours and nothing was written)."""
         ttl = int(session.get("ttl_seconds") or self.default_ttl)
         now = _now()
         session["last_accessed"] = now.isoformat()
@@ -167,43 +242,31 @@ class SessionStore:
         sid = session["session_id"]
         predictions = session.get("predictions")
         pending = session.get("pending_predictions")
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(session_key(sid), json.dumps({k: v for k, v in session.items() if k not in _APART}), ex=ttl)
         if pending is not None:
-            pipe.set(pending_key(sid), json.dumps(pending), ex=ttl)
-            pipe.delete(predictions_key(sid))
-            pipe.sadd(kb_pending_key(pending["kb_id"]), sid)
+            mode, payload, kb_pending = "pending", json.dumps(pending).encode(), kb_pending_key(pending["kb_id"])
         elif predictions is not None:
-            pipe.set(predictions_key(sid), orjson.dumps(predictions), ex=ttl)  # floats, names, symbols only
-            pipe.delete(pending_key(sid))
+            mode, payload, kb_pending = "predictions", orjson.dumps(predictions), KB_PENDING_PREFIX
         else:
-            pipe.expire(predictions_key(sid), ttl)
-            pipe.expire(pending_key(sid), ttl)
-        pipe.sadd(ACTIVE_INDEX, sid)
-        pipe.set(node_active_key(session["node_id"]), sid, ex=ttl)
-        pipe.execute()
+            mode, payload, kb_pending = "keep", b"", KB_PENDING_PREFIX
+        record = json.dumps({k: v for k, v in session.items() if k not in _APART})
+        keys = [session_key(sid), pending_key(sid), predictions_key(sid), kb_pending, ACTIVE_INDEX,
+                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}"]
+        return bool(self._save(keys=keys, args=[token, record, ttl, mode, payload, sid]))
 
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
         """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
-        ``predictions`` is in the record only ``with_predictions``."""
+        ``predictions`` is in the record only ``with_predictions``. One round trip."""
         if not is_session_id(session_id):
             return None
-        if with_predictions:
-            raw, raw_predictions = self.client.mget([session_key(session_id), predictions_key(session_id)])
-        else:
-            raw, raw_predictions = self.client.get(session_key(session_id)), None
+        keys = [session_key(session_id), predictions_key(session_id), pending_key(session_id)]
+        reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch)])
+        raw = reply[0] if reply else None
         if raw is None:
             return None
         session = json.loads(_text(raw))
         if with_predictions:
+            raw_predictions = reply[1] if len(reply) > 1 else None
             session["predictions"] = orjson.loads(raw_predictions) if raw_predictions is not None else []
-        if touch:
-            ttl = int(session.get("ttl_seconds") or self.default_ttl)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.expire(session_key(session_id), ttl)
-            pipe.expire(predictions_key(session_id), ttl)
-            pipe.expire(pending_key(session_id), ttl)
-            pipe.execute()
         return session
 
     def delete(self, session_id: str) -> bool:
@@ -296,38 +359,133 @@ class SessionStore:
 
         ``timeout`` is the lease: a holder that dies releases it after that many seconds; a live holder
         renews it every third of the lease (unless ``renew`` is False), so long operations (a big
-        observe-sequence) keep it. Acquisition
-        waits at most ``blocking_timeout`` (default ``timeout``) and then raises ``SessionLockTimeout``.
-        Release deletes the key only if it still holds our token (a lease that ran out is not stolen back).
+        observe-sequence) keep it. Acquisition waits at most ``blocking_timeout`` (default ``timeout``) and then
+        raises ``SessionLockTimeout``. Release deletes the key only if it still holds our token (a lease that ran
+        out is not stolen back).
         """
-        key = f"{LOCK_PREFIX}{session_id}"
-        token = secrets.token_hex(16)
-        lease_ms = max(1, int(timeout * 1000))
-        deadline = time.monotonic() + (timeout if blocking_timeout is None else blocking_timeout)
-        pause = 0.002
-        while not self.client.set(key, token, nx=True, px=lease_ms):
-            if time.monotonic() >= deadline:
-                raise SessionLockTimeout(f"session {session_id!r} is locked by another request")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        released = False
-        stop = threading.Event()
-
-        def keep_alive() -> None:
-            while not stop.wait(timeout / 3):
-                try:
-                    if not self._renew(keys=[key], args=[token, lease_ms]):
-                        return
-                except redis.RedisError:
-                    return
-
-        if renew:
-            threading.Thread(target=keep_alive, name=f"lock-renew-{session_id[:16]}", daemon=True).start()
+        key, token, lease_ms = self._lock_terms(session_id, timeout)
+        self._acquire(session_id, timeout, blocking_timeout,
+                      lambda: self.client.set(key, token, nx=True, px=lease_ms) or None)
         try:
-            yield token
+            with self._renewed(key, token, lease_ms, renew):
+                yield token
         finally:
-            stop.set()
             released = bool(self._release(keys=[key], args=[token]))
         if not released:
             raise SessionLockLost(f"lock lease on session {session_id!r} expired while held")
 
+    @contextmanager
+    def checkout(self, session_id: str, timeout: float = 10.0) -> Iterator[Checkout]:
+        """A session under its lock (``lock``'s lease and renewal), taken and read in one round trip; the
+        checkout's ``save`` writes the session and releases the lock in one more. Left unsaved (an error), the
+        lock is released and the session's expiry slides as a read's would."""
+        if not is_session_id(session_id):
+            yield Checkout(self, session_id, "", "", None)
+            return
+        key, token, lease_ms = self._lock_terms(session_id, timeout)
+        reply = self._acquire(session_id, timeout, None, lambda: self._take(keys=[key, session_key(session_id)],
+                                                                             args=[token, lease_ms]))
+        raw = reply[1] if len(reply) > 1 else None
+        held = Checkout(self, session_id, key, token, json.loads(_text(raw)) if raw is not None else None)
+        with self._renewed(key, token, lease_ms, True):
+            try:
+                yield held
+            finally:
+                if not held.done:
+                    ttl = int((held.record or {}).get("ttl_seconds") or self.default_ttl)
+                    touched = [session_key(session_id), predictions_key(session_id), pending_key(session_id)]
+                    self._release(keys=[key, *(touched if held.record is not None else [])], args=[token, ttl])
+
+    @staticmethod
+    def _lock_terms(session_id: str, timeout: float) -> tuple[str, str, int]:
+        return f"{LOCK_PREFIX}{session_id}", secrets.token_hex(16), max(1, int(timeout * 1000))
+
+    @staticmethod
+    def _acquire(session_id: str, timeout: float, blocking_timeout: float | None, attempt: Callable[[], Any]) -> Any:
+        """Call ``attempt`` until it answers (not None, not ``[0]``), backing off; ``SessionLockTimeout`` after
+        ``blocking_timeout`` (default ``timeout``) seconds."""
+        deadline = time.monotonic() + (timeout if blocking_timeout is None else blocking_timeout)
+        pause = 0.002
+        while True:
+            reply = attempt()
+            if reply is not None and reply != [0]:
+                return reply
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(f"session {session_id!r} is locked by another request")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    @contextmanager
+    def _renewed(self, key: str, token: str, lease_ms: int, renew: bool) -> Iterator[None]:
+        if not renew:
+            yield
+            return
+        self._renewer.hold(key, token, lease_ms)
+        try:
+            yield
+        finally:
+            self._renewer.drop(key, token)
+
+
+class Checkout:
+    """A session held under its lock (``SessionStore.checkout``): ``record`` as read (None: no such session)."""
+
+    def __init__(self, store: SessionStore, session_id: str, key: str, token: str, record: dict[str, Any] | None):
+        self.store = store
+        self.session_id = session_id
+        self.key = key
+        self.token = token
+        self.record = record
+        self.done = False
+
+    def save(self, session: dict[str, Any]) -> None:
+        """Write ``session`` and release the lock in one step; ``SessionLockLost`` (nothing written) when the
+        lease ran out and the lock is no longer ours."""
+        self.done = True
+        if not self.store._write(session, self.key, self.token):
+            raise SessionLockLost(f"lock lease on session {self.session_id!r} expired while held")
+
+
+class LeaseRenewer:
+    """One thread renewing every lock this process holds, each every third of its lease, until dropped (or the
+    lock turns out not to be ours any more)."""
+
+    def __init__(self, renew: Callable[..., Any]):
+        self._renew = renew
+        self._held: dict[tuple[str, str], tuple[int, float]] = {}  # (key, token) -> (lease_ms, next renewal)
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, key: str, token: str, lease_ms: int) -> None:
+        with self._wake:
+            self._held[(key, token)] = (lease_ms, time.monotonic() + lease_ms / 3000)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="session-lock-renewer", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def drop(self, key: str, token: str) -> None:
+        with self._wake:
+            self._held.pop((key, token), None)
+
+    def _due(self) -> list[tuple[str, str, int]]:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                due = [(key, token, lease) for (key, token), (lease, at) in self._held.items() if at <= now]
+                if due:
+                    for key, token, lease in due:
+                        self._held[(key, token)] = (lease, now + lease / 3000)
+                    return due
+                nearest = min((at for _, at in self._held.values()), default=None)
+                self._wake.wait(None if nearest is None else max(0.0, nearest - now))
+
+    def _run(self) -> None:
+        while True:
+            for key, token, lease_ms in self._due():
+                try:
+                    renewed = self._renew(keys=[key], args=[token, lease_ms])
+                except redis.RedisError:
+                    renewed = 0
+                if not renewed:
+                    self.drop(key, token)

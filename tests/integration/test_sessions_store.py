@@ -202,3 +202,74 @@ def test_a_live_holder_keeps_its_lock_past_the_lease(redis_client):
             pass
     with store.lock("long-op", timeout=0.3, blocking_timeout=0.5):
         pass
+
+
+def test_checkout_reads_under_the_lock_and_saves_releasing_it(redis_client):
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+    with store.checkout(sid, timeout=5) as held:
+        assert held.record["session_id"] == sid
+        assert redis_client.exists(f"kato:lock:session:{sid}") == 1
+        with pytest.raises(SessionLockTimeout), store.lock(sid, timeout=5, blocking_timeout=0.05):
+            pass
+        held.record["stm"] = [["x"]]
+        held.save(held.record)
+        assert redis_client.exists(f"kato:lock:session:{sid}") == 0  # released by the save itself
+    assert store.get(sid)["stm"] == [["x"]]
+
+
+def test_checkout_of_an_unknown_session_reads_none_and_leaves_no_lock(redis_client):
+    store = SessionStore(redis_client)
+    for sid in ("no-such-session", "bad:id"):
+        with store.checkout(sid, timeout=5) as held:
+            assert held.record is None
+        assert redis_client.exists(f"kato:lock:session:{sid}") == 0
+
+
+def test_checkout_left_unsaved_releases_and_slides_the_expiry(redis_client):
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+    redis_client.expire(session_key(sid), 5)
+    with pytest.raises(RuntimeError), store.checkout(sid, timeout=5):
+        raise RuntimeError("the operation failed")
+    assert redis_client.exists(f"kato:lock:session:{sid}") == 0
+    assert redis_client.ttl(session_key(sid)) > 50  # touched back to its own ttl_seconds
+
+
+def test_a_checkout_whose_lease_was_lost_writes_nothing(redis_client):
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+    with pytest.raises(SessionLockLost), store.checkout(sid, timeout=0.1) as held:
+        store._renewer.drop(held.key, held.token)  # this holder stops renewing (a stalled process)
+        time.sleep(0.3)
+        with store.lock(sid, timeout=5, blocking_timeout=0):  # someone else takes it meanwhile
+            pass
+        held.record["stm"] = [["lost"]]
+        held.save(held.record)
+    assert store.get(sid)["stm"] == []
+
+
+def test_a_checkout_is_renewed_past_its_lease(redis_client):
+    store = SessionStore(redis_client)
+    sid = store.create("n", ttl_seconds=60)["session_id"]
+    with store.checkout(sid, timeout=0.3) as held:
+        time.sleep(1.0)
+        with pytest.raises(SessionLockTimeout), store.lock(sid, timeout=0.3, blocking_timeout=0.05):
+            pass
+        held.save(held.record)
+
+
+def test_a_read_slides_every_key_to_the_sessions_own_ttl(redis_client):
+    store = SessionStore(redis_client)
+    session = store.create("n", ttl_seconds=90)
+    sid = session["session_id"]
+    session["predictions"] = [{"name": "p"}]
+    store.save(session)
+    for key in (session_key(sid), predictions_key(sid)):
+        redis_client.expire(key, 3)
+    record = store.get(sid, touch=True, with_predictions=True)
+    assert record["predictions"] == [{"name": "p"}]
+    assert all(85 <= redis_client.ttl(k) <= 90 for k in (session_key(sid), predictions_key(sid)))
+    redis_client.expire(session_key(sid), 3)
+    assert "predictions" not in store.get(sid, touch=False)
+    assert redis_client.ttl(session_key(sid)) <= 3

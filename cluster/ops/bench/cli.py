@@ -115,11 +115,14 @@ def http_command(url: str = typer.Option(None, help="A running service; default:
                  shards: int = typer.Option(2, help="Shards of the service it starts."),
                  port: int = typer.Option(8765, help="Port of the service it starts."),
                  node: str = typer.Option("bench_node", help="Node id the patterns are learned into."),
-                 seed: int = typer.Option(0, help="Seed of the workload.")) -> None:
-    """HTTP end to end: bulk load, then observe and predictions latency, and the HTTP path's own cost."""
+                 seed: int = typer.Option(0, help="Seed of the workload."),
+                 clients: int = typer.Option(8, min=0, help="Concurrent sessions of the throughput phase (0: skip)."),
+                 ) -> None:
+    """HTTP end to end: bulk load, then observe and predictions latency, the HTTP path's own cost, and the
+    predictions/s of concurrent clients."""
     from cluster.ops.bench.http_latency import HttpBench, main
 
-    main(HttpBench(url, patterns, queries, shards, port, node, seed))
+    main(HttpBench(url, patterns, queries, shards, port, node, seed, clients))
 
 
 @bench_app.command("storage")

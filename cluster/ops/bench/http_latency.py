@@ -2,12 +2,17 @@
 
     kato-cluster bench http --patterns 100000 --queries 200            # starts its own service
     kato-cluster bench http --url http://127.0.0.1:8000 --patterns 0   # an already loaded service
+
+After the one-client latencies, ``--clients`` sessions run the queries concurrently (threads of this process;
+each query is a clear-stm, its observes and a GET of the predictions) and the throughput is printed with the CPU
+the load generator itself took, so it can be told apart from the service's.
 """
 
 from __future__ import annotations
 
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -60,6 +65,40 @@ def run(url: str, opts: HttpBench) -> None:
         http.get(f"{url}/").raise_for_status()
         floor.append(time.perf_counter() - t0)
     print(describe("GET / (no work: the HTTP path's own cost)", floor))
+    if opts.clients > 0:
+        throughput(url, opts, queries, config)
+
+
+def _client(url: str, node: str, config: dict, queries: list, start: threading.Barrier, times: list[float]) -> None:
+    http = requests.Session()
+    session = http.post(f"{url}/sessions", json={"node_id": node, "config": config}).json()["session_id"]
+    base = f"{url}/sessions/{session}"
+    start.wait()
+    for query in queries:
+        http.post(f"{base}/clear-stm").raise_for_status()
+        for event in query:
+            http.post(f"{base}/observe", json={"strings": event}).raise_for_status()
+        t0 = time.perf_counter()
+        http.get(f"{base}/predictions").raise_for_status()
+        times.append(time.perf_counter() - t0)
+
+
+def throughput(url: str, opts: HttpBench, queries: list, config: dict) -> None:
+    """Predictions per second with ``opts.clients`` concurrent sessions sharing ``queries``."""
+    times: list[float] = []
+    start = threading.Barrier(opts.clients + 1)
+    workers = [threading.Thread(target=_client, args=(url, opts.node, config, queries[i::opts.clients], start, times))
+               for i in range(opts.clients)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for worker in workers:
+        worker.join()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    print(describe(f"predictions with {opts.clients} concurrent clients", times)
+          + f"; {len(times) / wall:.1f} predictions/s (each after a clear-stm and its observes); "
+          f"the load generator took {cpu / wall:.2f} CPU cores")
 
 
 @dataclass(frozen=True)
@@ -71,6 +110,7 @@ class HttpBench:
     port: int = 8765
     node: str = "bench_node"
     seed: int = 0
+    clients: int = 8  # concurrent sessions of the throughput phase (0: skip it)
 
 
 def main(opts: HttpBench) -> None:
