@@ -16,7 +16,7 @@ import numpy as np
 from actors import kernels
 from actors.kb_index import KBIndex, gathered_rows
 from schema.events import flatten
-from schema.rules.matching import CandidateMatch, fix_up, from_split
+from schema.rules.matching import CandidateMatch, fix_up, from_split, state_extras
 
 
 @dataclass
@@ -59,24 +59,30 @@ class CompactCandidates:
         past_events = (np.searchsorted(bounds, past_end) - event_lo).tolist()
         present_events = (np.searchsorted(bounds, present_end) - event_lo).tolist()
 
-        symbols = self.symbols
-        flat_all = [symbols[t] for t in self.tokens.tolist()]
+        flat_all = np.array(self.symbols, dtype=object)[self.tokens].tolist()
         offsets, event_starts = bounds.tolist(), self.event_starts.tolist()
         block_starts = self.block_starts.tolist()
         rows_all = [(i, j, n) for i, j, n in self.blocks.tolist()]
         sims, extras = self.similarities.tolist(), self.extras.tolist()
+        all_events = [flat_all[a:b] for a, b in zip(offsets, offsets[1:])]
+        stm_symbols = set(state)
+        extras_of: dict[frozenset[str], list[list[str]]] = {}  # by the STM symbols a present holds
         out = []
         for k, (position, name) in enumerate(zip(positions, names)):
             e0, e_end = event_starts[position], event_starts[position + 1]
-            events = [flat_all[a:b] for a, b in zip(offsets[e0:e_end], offsets[e0 + 1:e_end + 1])]
+            events = all_events[e0:e_end]
             blocks = rows_all[block_starts[position]:block_starts[position + 1]]
             matches = [s for _, j, n in blocks for s in state[j:j + n]]
             e1 = fix_up(events, past_events[k], matches[0] if matches else None)
             e2 = present_events[k]
             split = (events[:e1], events[e1:e2], events[e2:])
             present_flat = flat_all[offsets[e0 + e1]:offsets[e0 + e2]]
+            held = frozenset(stm_symbols.intersection(present_flat))
+            extras_list = extras_of.get(held)
+            if extras_list is None:
+                extras_list = extras_of[held] = state_extras(stm, held)
             out.append(from_split(name, events, stm, offsets[e_end] - offsets[e0], sims[position], len(blocks),
-                                  matches, extras[position], split, present_flat))
+                                  matches, extras[position], split, present_flat, extras=extras_list))
         return out
 
 

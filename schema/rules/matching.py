@@ -227,17 +227,24 @@ def assemble(name: str, events: list[list[str]], stm: list[list[str]], length: i
                       flatten(present), anomalies)
 
 
+def state_extras(stm: list[list[str]], present_symbols: set[str] | frozenset[str]) -> list[list[str]]:
+    """The STM's symbols outside the present, event by event: they depend only on which STM symbols the present
+    holds, so candidates that hold the same ones may share them."""
+    return [[s for s in event if s not in present_symbols] for event in stm]
+
+
 def from_split(name: str, events: list[list[str]], stm: list[list[str]], length: int, sim: float, blocks: int,
                matches: list[str], flat_extras: int,
                split: tuple[list[list[str]], list[list[str]], list[list[str]]], present_flat: list[str],
-               anomalies: list[dict] | None = None) -> CandidateMatch:
+               anomalies: list[dict] | None = None, extras: list[list[str]] | None = None) -> CandidateMatch:
     """The candidate's fields once its events are split into past, present and future (``present_flat``:
-    the present's symbols in order)."""
+    the present's symbols in order). ``extras`` may come from a caller that computed them already
+    (``state_extras``)."""
     past, present, future = split
-    present_symbols = set(present_flat)
     match_set = set(matches)
     missing = [[s for s in event if s not in match_set] for event in present]
-    extras = [[s for s in event if s not in present_symbols] for event in stm]
+    if extras is None:
+        extras = state_extras(stm, set(present_flat))
     m = len(matches)
     n_present = len(present_flat)
     denominator = 2.0 * m + flat_extras

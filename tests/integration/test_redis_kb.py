@@ -141,11 +141,11 @@ def test_symbol_stats_and_corpus_stats(redis_client, make_kb_id):
     assert (empty.total_symbols, empty.total_unique_patterns, empty.frequencies) == (0, 0, {})
 
 
-def test_corpus_stats_is_one_round_trip(redis_client, make_kb_id):
+def test_each_of_the_two_stats_reads_is_one_round_trip(redis_client, make_kb_id):
+    """A prediction reads pattern statistics (while it assembles candidates) and then symbol statistics."""
     kb = make_kb_id()
     rk = RedisKB(redis_client)
     rk.learn(kb, learned([["a", "b"]]), 5)
-    before = int(redis_client.info("stats")["total_connections_received"])
     calls = []
     original = redis_client.pipeline
 
@@ -156,11 +156,15 @@ def test_corpus_stats_is_one_round_trip(redis_client, make_kb_id):
 
     redis_client.pipeline = counting_pipeline
     try:
-        rk.corpus_stats(kb, ["x"] * 3, ["a"], ["a", "b"])
+        stats = rk.pattern_stats(kb, ["x"] * 3)
+        assert len(calls) == 1
+        assert rk.add_symbol_stats(kb, stats, [], []) is stats and len(calls) == 1  # nothing to read: no trip
+        rk.add_symbol_stats(kb, stats, ["a"], ["a", "b"])
+        assert len(calls) == 2
+        assert rk.corpus_stats(kb, ["x"], ["a"]) == rk.add_symbol_stats(kb, rk.pattern_stats(kb, ["x"]), ["a"])
     finally:
         redis_client.pipeline = original
-    assert len(calls) == 1
-    assert int(redis_client.info("stats")["total_connections_received"]) - before <= 1
+    assert stats.pmf == {"a": 1} and stats.total_unique_patterns == 1
 
 
 # --------------------------------------------------------------- batch == sequential
