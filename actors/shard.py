@@ -58,30 +58,18 @@ class LocalRanking:
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # the shard's local ids of ``names``
 
 
-TopOrder = list[tuple[float, float, str, int, int]]
-"""The merged top: (-pre-potential, -similarity, name, local top, position in it), best first."""
-
-
-def top_order(tops: Sequence[LocalTop], limit: int) -> TopOrder:
-    """The global top ``limit`` of several local tops by (pre-potential desc, similarity desc, name asc). That
-    order is total, so this is exactly the reference engine's pruning over the whole corpus."""
-    return sorted((-p, -q, name, t, i) for t, top in enumerate(tops)
-                  for i, (name, p, q) in enumerate(zip(top.names, top.pre_potentials, top.similarities)))[:limit]
-
-
-def assemble_order(tops: Sequence[LocalTop], order: TopOrder, stm: Sequence[Sequence[str]]) -> list[CandidateMatch]:
-    """Every field of the candidates of ``order``, in that order; only they are assembled."""
+def merge_tops(tops: Sequence[LocalTop], limit: int, stm: Sequence[Sequence[str]]) -> list[CandidateMatch]:
+    """The global top ``limit`` of several local tops by (pre-potential desc, similarity desc, name asc), with
+    every field. That order is total, so this is exactly the reference engine's pruning over the whole corpus;
+    only the kept candidates are assembled."""
+    keyed = sorted((-p, -q, name, t, i) for t, top in enumerate(tops)
+                   for i, (name, p, q) in enumerate(zip(top.names, top.pre_potentials, top.similarities)))[:limit]
     stm_events = [list(e) for e in stm]
     assembled: dict[tuple[int, int], CandidateMatch] = {}
     for t, top in enumerate(tops):
-        positions = [i for *_, owner, i in order if owner == t]
+        positions = [i for *_, owner, i in keyed if owner == t]
         assembled.update(zip(((t, i) for i in positions), top.take(positions, stm_events)))
-    return [assembled[(t, i)] for *_, t, i in order]
-
-
-def merge_tops(tops: Sequence[LocalTop], limit: int, stm: Sequence[Sequence[str]]) -> list[CandidateMatch]:
-    """The global top ``limit`` of several local tops (``top_order``) with every field."""
-    return assemble_order(tops, top_order(tops, limit), stm)
+    return [assembled[(t, i)] for *_, t, i in keyed]
 
 
 @dataclass(frozen=True)

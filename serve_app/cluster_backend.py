@@ -27,9 +27,10 @@ from schema.errors import ShardUnavailable, StaleShardMap
 from schema.learning import LearnedPattern
 from schema.pattern_rows import pattern_table
 from schema.placement import BucketRange, ShardMap, owners
-from schema.rules.metrics import pattern_intrinsics
+from schema.rules.matching import CandidateMatch
+from schema.rules.metrics import CorpusStats, pattern_intrinsics
 from schema.rules.query import QueryOptions
-from serve_app.predictor import Predictor, ShardClient
+from serve_app.predictor import Predictor, ShardClient, needed_symbols
 
 _ROUTE_ATTEMPTS = 5
 
@@ -82,7 +83,7 @@ class ClusterBackend:
         self.map = maps.initialize(fixed) if maps is not None else fixed
         self.redis_kb = redis_kb
         self.vector_store = vector_store
-        self.predictor = Predictor(shards, redis_kb,
+        self.predictor = Predictor(shards, self._read_stats,
                                    (lambda: self.map.version) if maps is not None else (lambda: None))
         self.before_change: Callable[[str], None] = lambda _kb_id: None  # the service settles pending predictions
         self.index_wait = index_wait
@@ -100,6 +101,10 @@ class ClusterBackend:
                 self.map = latest
                 self.shards.sync(latest)
         return self.map
+
+    def _read_stats(self, kb_id: str, candidates: list[CandidateMatch], weight_symbols: list[str]) -> CorpusStats:
+        return self.redis_kb.corpus_stats(kb_id, [c.name for c in candidates], needed_symbols(candidates),
+                                          weight_symbols)
 
     def store_patterns(self, kb_id: str, patterns: Sequence[LearnedPattern]) -> int:
         """Log and index pattern rows without statistics (``import-kato`` brings its own); returns how many the

@@ -1,8 +1,8 @@
 """Per-KB statistics in Redis, in KATO's own key layout (spec §1.6–§1.8, §3.6).
 
 Writes: ``learn_batch`` commits a batch of learns, and the log of the patterns it creates, in one atomic step
-(``cluster.stores.learn_commit``). Reads: ``corpus_stats`` fetches everything the metrics need, in two
-pipelined round trips (``pattern_stats`` by pattern names, ``add_symbol_stats`` by symbols).
+(``cluster.stores.learn_commit``). Reads: ``corpus_stats`` fetches everything the metrics need in one
+pipelined round trip.
 """
 
 from __future__ import annotations
@@ -98,15 +98,12 @@ class RedisKB:
     # ------------------------------------------------------------------- reads
     def corpus_stats(self, kb_id: str, names: Iterable[str], symbols: Iterable[str],
                      weight_symbols: Iterable[str] = ()) -> CorpusStats:
-        """Everything the prediction metrics read: ``pattern_stats``, then ``add_symbol_stats``."""
-        return self.add_symbol_stats(kb_id, self.pattern_stats(kb_id, names), symbols, weight_symbols)
-
-    def pattern_stats(self, kb_id: str, names: Iterable[str]) -> CorpusStats:
-        """The KB's totals and the frequency, emotives and finalize-training values of ``names``, in one
-        pipelined round trip (a second one only for patterns with finalize-training values). The predictor
-        reads them while it assembles the candidates, whose symbols it knows only afterwards."""
+        """Everything the prediction metrics read, in one pipelined round trip (a second one only for
+        patterns with finalize-training values)."""
         keys = KBKeys(kb_id)
         names = list(dict.fromkeys(names))
+        symbols = list(dict.fromkeys(symbols))
+        weight_symbols = list(dict.fromkeys(weight_symbols))
         pipe = self.client.pipeline(transaction=False)
         pipe.hlen(keys.symbols_freq)
         pipe.mget([keys.total_symbols, keys.unique_patterns, keys.pattern_frequencies])
@@ -114,6 +111,12 @@ class RedisKB:
             pipe.mget([keys.frequency(n) for n in names])
             pipe.mget([keys.emotives(n) for n in names])
             pipe.mget([keys.intrinsic(INTRINSIC_KEYS[0], n) for n in names])
+        if symbols:
+            pipe.hmget(keys.symbols_pmf, symbols)
+        if weight_symbols:
+            pipe.hmget(keys.symbols_freq, weight_symbols)
+            for s in weight_symbols:
+                pipe.hgetall(keys.affinity(s))
         replies: Iterator[Any] = iter(pipe.execute())
         stats = CorpusStats(total_symbols=int(next(replies)))
         _, unique, frequencies = next(replies)
@@ -126,25 +129,6 @@ class RedisKB:
             if finalized:  # only after finalize-training: fetch the whole-pattern values of those patterns
                 values = self.client.mget([keys.intrinsic(kind, n) for kind in INTRINSIC_KEYS for n in finalized])
                 stats.intrinsics = _intrinsics(finalized, values)
-        return stats
-
-    def add_symbol_stats(self, kb_id: str, stats: CorpusStats, symbols: Iterable[str],
-                         weight_symbols: Iterable[str] = ()) -> CorpusStats:
-        """``stats`` with the pattern-member frequency of ``symbols`` and, for affinity weights, the frequency
-        and affinity of ``weight_symbols`` (one pipelined round trip; none when there are no symbols)."""
-        keys = KBKeys(kb_id)
-        symbols = list(dict.fromkeys(symbols))
-        weight_symbols = list(dict.fromkeys(weight_symbols))
-        if not symbols and not weight_symbols:
-            return stats
-        pipe = self.client.pipeline(transaction=False)
-        if symbols:
-            pipe.hmget(keys.symbols_pmf, symbols)
-        if weight_symbols:
-            pipe.hmget(keys.symbols_freq, weight_symbols)
-            for s in weight_symbols:
-                pipe.hgetall(keys.affinity(s))
-        replies: Iterator[Any] = iter(pipe.execute())
         if symbols:
             stats.pmf = {s: _int(v) for s, v in zip(symbols, next(replies)) if v is not None}
         if weight_symbols:

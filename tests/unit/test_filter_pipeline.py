@@ -13,7 +13,7 @@ from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import FilterParams, QueryOptions
 from schema.rules.reference import pipeline_names, predict
 from serve_app.local_shards import LocalShards
-from serve_app.predictor import FixedCorpus, Predictor
+from serve_app.predictor import Predictor
 from tests.unit.test_predictor_differential import assert_same, build, corpora, events
 
 STAGES = ["minhash", "length", "jaccard", "bloom", "rapidfuzz"]
@@ -84,7 +84,7 @@ def test_minhash_recall_on_near_duplicates():
         p = make_pattern(pattern)
         if kb.learn(p, 5):
             shard.add("kb", [p.name], [p.events])
-    predictor = Predictor(LocalShards([shard]), FixedCorpus(kb.stats))
+    predictor = Predictor(LocalShards([shard]), lambda *_: kb.stats())
     found = relevant = 0
     for q in rng.choice(len(corpus), size=120, replace=False).tolist():
         query = corpus[q]

@@ -16,7 +16,7 @@ from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import QueryOptions
 from schema.rules.reference import predict
 from serve_app.local_shards import LocalShards
-from serve_app.predictor import FixedCorpus, Predictor
+from serve_app.predictor import Predictor
 
 SYMBOLS = ["a", "b", "c", "d", "e", "ab", "abc", "abd", "bcd", "x"]
 events = st.lists(st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=3).map(sorted), min_size=1, max_size=5)
@@ -45,7 +45,7 @@ def build(corpus: list[list[list[str]]], shard_count: int) -> tuple[MemoryKB, Pr
     if learned:
         for p, owner in zip(learned, owners(pattern_buckets([p.events for p in learned]), ranges).tolist()):
             shards[owner].add("kb", [p.name], [p.events])
-    return kb, Predictor(LocalShards(shards, parallel=False), FixedCorpus(kb.stats))
+    return kb, Predictor(LocalShards(shards, parallel=False), lambda _kb, _c, _w: kb.stats())
 
 
 def assert_same(got, expected):
