@@ -8,13 +8,16 @@ directory); with a ClickHouse server all shards share the tables.
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import pyarrow as pa
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
@@ -26,6 +29,17 @@ from schema.placement import ShardMap
 from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory: /proc where there is one, else the peak (getrusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
@@ -105,7 +119,7 @@ class ShardActor:
         self.inner.drop_kb(kb_id)
 
     def stats(self) -> ShardStats:
-        return self.inner.stats()
+        return replace(self.inner.stats(), node_id=ray.get_runtime_context().get_node_id(), rss_bytes=_rss_bytes())
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         return self.inner.export(kb_id)
@@ -133,8 +147,6 @@ class ShardActor:
             vectors.drop_kb(kb_id)
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
 
@@ -142,15 +154,29 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
                        namespace: str, detached: bool = False, redis_url: str | None = None,
                        flush: dict | None = None) -> list[ray.actor.ActorHandle]:
     """Start (or reuse) one named actor per bucket range and wait until each has loaded its range (and the
-    rows still in its write-ahead logs on ``redis_url``)."""
+    rows still in its write-ahead logs on ``redis_url``).
+
+    Placement (``placement``): shard ``i`` asks for the ``i``-th live node, round robin, as a soft preference, so
+    the shards of a cluster of several nodes are spread evenly over them, and one restarted after its node died
+    goes to a node still alive. The actors reserve no CPU, so any node can take one."""
     handles = [
         ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
             name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
+            scheduling_strategy=placement(shard_id),
             lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn, redis_url, flush, namespace)
         for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
     ]
     ray.get([h.ready.remote() for h in handles])
     return handles
+
+
+def placement(shard_id: int) -> NodeAffinitySchedulingStrategy | str:
+    """Where shard ``shard_id`` is started: the live nodes in node-id order, round robin, softly (a node that is
+    gone or full is passed over); ``SPREAD`` when Ray does not list its nodes."""
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    if not nodes:
+        return "SPREAD"
+    return NodeAffinitySchedulingStrategy(nodes[shard_id % len(nodes)], soft=True)
 
 
 Starter = Callable[[int, int, int], ray.actor.ActorHandle]

@@ -474,6 +474,8 @@ class ProcessorInfo(_Open):
     patterns_per_kb: dict[str, int] = Field(description="Patterns the shard holds per kb_id.")
     index_bytes: int = Field(description="Memory of the shard's index.")
     pid: int = Field(description="Process holding the shard.")
+    ray_node: str = Field(description="Ray node id of that process ('' for a shard in the service's process).")
+    rss_bytes: int = Field(description="Resident memory of that process (0 for a shard in the service's process).")
     log: ShardLog
 
 

@@ -56,7 +56,8 @@ def down(data_dir: str = DATA_DIR) -> None:
 
 @app.command()
 def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a running service.")) -> None:
-    """Shards, bucket ranges, patterns per shard and KB, index memory, store and Redis health."""
+    """Nodes and the shards each holds, bucket ranges, patterns per shard and KB, index and process memory,
+    store and Redis health."""
     import requests
 
     try:
@@ -69,10 +70,17 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
                f"uptime {body.get('uptime_seconds', 0):.0f} s, active sessions {health.get('active_sessions')}")
     for issue in health.get("issues", []):
         typer.echo(f"  issue: {issue}")
-    for shard in body.get("processors", {}).get("processors", []):
+    shards = body.get("processors", {}).get("processors", [])
+    nodes: dict[str, list[str]] = {}
+    for shard in shards:
+        nodes.setdefault(shard.get("ray_node") or "this process", []).append(shard["processor_id"])
+    for node, held in sorted(nodes.items()):
+        typer.echo(f"  node {node}: {', '.join(held)}")
+    for shard in shards:
         kbs = ", ".join(f"{kb}={n}" for kb, n in sorted(shard.get("patterns_per_kb", {}).items())) or "empty"
+        memory = f", process {shard['rss_bytes'] / 1e6:.0f} MB" if shard.get("rss_bytes") else ""
         typer.echo(f"  {shard['processor_id']} [{shard['node_id']}]: {kbs}; "
-                   f"index {shard.get('index_bytes', 0) / 1e6:.1f} MB")
+                   f"index {shard.get('index_bytes', 0) / 1e6:.1f} MB{memory}")
         log = shard.get("log")
         if log:
             failing = f"; last flush error: {log['last_flush_error']}" if log.get("last_flush_error") else ""

@@ -45,6 +45,7 @@ def processors(current: Current) -> dict[str, Any]:
                             "node_id": f"buckets {s.bucket_lo}-{s.bucket_hi}", "created_at": None,
                             "last_accessed": None, "access_count": 0, "idle_seconds": 0.0,
                             "patterns_per_kb": s.patterns_per_kb, "index_bytes": s.index_bytes, "pid": s.pid,
+                            "ray_node": s.node_id, "rss_bytes": s.rss_bytes,
                             "log": {"rows": s.log_rows, "entries": s.log_entries,
                                     "flush_lag_seconds": s.flush_lag_seconds, "last_flush_error": s.last_flush_error,
                                     "rows_flushed": s.rows_flushed, "store_inserts": s.store_inserts,

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
     assert out.returncode == 0, out.stderr
     assert "shard-0 [buckets 0-32767]" in out.stdout and "shard-1 [buckets 32768-65535]" in out.stdout
     assert "redis: ok" in out.stdout and "shards: ok" in out.stdout
+    node = re.search(r"^  node ([0-9a-f]{56}): shard-0, shard-1$", out.stdout, re.M)  # one Ray node holds both
+    assert node, out.stdout
+    assert re.search(r"shard-0 \[buckets 0-32767\]: .*; index [\d.]+ MB, process \d+ MB", out.stdout), out.stdout
 
 
 def _listener_name(port: int) -> str:

@@ -37,6 +37,7 @@ from ray.autoscaler._private import util as autoscaler_util
 from ray.serve import schema as serve_schema
 from ray.serve.config import AutoscalingConfig
 
+from cluster.ops.node_failure import NODE_FAILURE_DETECTION
 from cluster.stores.clickhouse import parse_http_dsn
 from schema.config import ServerDefaults
 from schema.settings import Settings
@@ -153,6 +154,9 @@ def check_ray_config(config: dict[str, Any]) -> None:
     assert re.search(rf"export {HAPROXY_BINARY}=\S+", setup), f"{HAPROXY_BINARY} is not set on the nodes"
     for commands in (head, config["worker_start_ray_commands"]):
         assert HAPROXY_WRAPPER.search(" ; ".join(commands)), "a node starts Ray without writing the HAProxy wrapper"
+    system = re.search(r"ray start --head\b.*?--system-config='([^']*)'", " ".join(head))
+    assert system, "the head must tune Ray's node-failure detection"
+    assert json.loads(system.group(1)) == NODE_FAILURE_DETECTION
 
 
 def test_ray_config_is_valid():

@@ -165,3 +165,17 @@ def bench_reshard(patterns: int = typer.Option(1_000_000, help="Patterns bulk-lo
     from cluster.ops.bench.resharding import ReshardBench, main
 
     main(ReshardBench(patterns, from_shards, to_shards, clients, port))
+
+
+@bench_app.command("node-loss")
+def bench_node_loss(patterns_per_shard: int = typer.Option(100_000, "--patterns-per-shard", min=1,
+                                                           help="Patterns loaded per shard before the loss."),
+                    shards: int = typer.Option(4, min=1, help="Shard actors, spread over the nodes."),
+                    workers: int = typer.Option(2, min=1, help="Worker nodes besides the head; one is lost."),
+                    queries: int = typer.Option(20, min=1, help="Prediction queries the predicting client cycles."),
+                    report: str = typer.Option(None, help="Also write the report as JSON to this file.")) -> None:
+    """A Ray node lost under load on several Ray nodes of this machine: time to full service, what the clients
+    saw meanwhile, every acknowledged learn and its frequency afterwards."""
+    from cluster.ops.bench.node_loss import NodeLossBench, main
+
+    main(NodeLossBench(patterns_per_shard, shards, workers, queries, report=report))
