@@ -29,6 +29,7 @@ from schema.placement import ShardMap
 from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
+TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
 def _rss_bytes() -> int:
@@ -40,7 +41,6 @@ def _rss_bytes() -> int:
         import resource
 
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
 def get_or_unavailable(refs, timeout: float):
@@ -159,10 +159,11 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
     Placement (``placement``): shard ``i`` asks for the ``i``-th live node, round robin, as a soft preference, so
     the shards of a cluster of several nodes are spread evenly over them, and one restarted after its node died
     goes to a node still alive. The actors reserve no CPU, so any node can take one."""
+    nodes = live_nodes()
     handles = [
         ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
             name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
-            scheduling_strategy=placement(shard_id),
+            scheduling_strategy=placement(shard_id, nodes),
             lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn, redis_url, flush, namespace)
         for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
     ]
@@ -170,10 +171,14 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
     return handles
 
 
-def placement(shard_id: int) -> NodeAffinitySchedulingStrategy | str:
-    """Where shard ``shard_id`` is started: the live nodes in node-id order, round robin, softly (a node that is
-    gone or full is passed over); ``SPREAD`` when Ray does not list its nodes."""
-    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+def live_nodes() -> list[str]:
+    """The ids of Ray's live nodes, in id order."""
+    return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+
+
+def placement(shard_id: int, nodes: Sequence[str]) -> NodeAffinitySchedulingStrategy | str:
+    """Where shard ``shard_id`` is started among ``nodes`` (``live_nodes``): round robin, softly (a node that is
+    gone or full is passed over); ``SPREAD`` when Ray lists no node."""
     if not nodes:
         return "SPREAD"
     return NodeAffinitySchedulingStrategy(nodes[shard_id % len(nodes)], soft=True)

@@ -9,16 +9,9 @@ head's ``ray start --system-config`` (a test keeps the two equal).
 
 from __future__ import annotations
 
-import json
-
 NODE_FAILURE_DETECTION: dict[str, int] = {
     "health_check_initial_delay_ms": 2000,
     "health_check_period_ms": 1000,
     "health_check_timeout_ms": 1000,
     "health_check_failure_threshold": 5,
 }
-
-
-def system_config_json() -> str:
-    """The setting as ``ray start --system-config`` takes it."""
-    return json.dumps(NODE_FAILURE_DETECTION, separators=(",", ":"))
