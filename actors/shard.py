@@ -219,6 +219,10 @@ class Shard:
         if owned is not None and candidates.shape[0]:
             mine = index.within(candidates, owned)
             candidates, sims, pre = candidates[mine], sims[mine], pre[mine]
+        hidden = [local for name in options.hidden if (local := index.local_ids.get(name)) is not None]
+        if hidden and candidates.shape[0]:
+            seen = ~np.isin(candidates, np.array(hidden, np.int64))
+            candidates, sims, pre = candidates[seen], sims[seen], pre[seen]
         if candidates.shape[0] == 0:
             return LocalRanking()
         order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)

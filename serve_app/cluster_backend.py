@@ -30,6 +30,7 @@ from schema.placement import BucketRange, ShardMap, owners
 from schema.rules.matching import CandidateMatch
 from schema.rules.metrics import CorpusStats, pattern_intrinsics
 from schema.rules.query import QueryOptions
+from schema.rules.session_logic import PendingView
 from serve_app.predictor import Predictor, ShardClient, needed_symbols
 
 _ROUTE_ATTEMPTS = 5
@@ -74,6 +75,8 @@ class ClusterBackend:
     """``ranges`` are the shards' ranges when there is no saved shard map (``maps``: the map in Redis, which a
     reshard changes; without it the ranges never change)."""
 
+    keeps_views = True
+
     def __init__(self, shards: ClusterShards, ranges: Sequence[BucketRange], redis_kb: RedisKB,
                  vector_store: VectorStore | None = None, index_wait: float = 60.0, log_keys: LogKeys | None = None,
                  maps: ShardMapStore | None = None):
@@ -102,9 +105,10 @@ class ClusterBackend:
                 self.shards.sync(latest)
         return self.map
 
-    def _read_stats(self, kb_id: str, candidates: list[CandidateMatch], weight_symbols: list[str]) -> CorpusStats:
+    def _read_stats(self, kb_id: str, candidates: list[CandidateMatch], weight_symbols: list[str],
+                    as_of: str | None = None) -> CorpusStats:
         return self.redis_kb.corpus_stats(kb_id, [c.name for c in candidates], needed_symbols(candidates),
-                                          weight_symbols)
+                                          weight_symbols, as_of)
 
     def store_patterns(self, kb_id: str, patterns: Sequence[LearnedPattern]) -> int:
         """Log and index pattern rows without statistics (``import-kato`` brings its own); returns how many the
@@ -119,9 +123,10 @@ class ClusterBackend:
                                  self._registrations(kb_id, owner))
         return self._index(table, owner)
 
-    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int) -> None:
-        self.before_change(kb_id)
-        self._commit(kb_id, [pattern], persistence)
+    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int, view: PendingView | None = None) -> None:
+        """The pending observes are not computed first: the commit keeps what it overwrites for them (and for
+        ``view``, the learning session's own observe not stored yet), ``cluster.stores.kb_overlay``."""
+        self._commit(kb_id, [pattern], persistence, view=view)
 
     def learn_batch(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                     guard: Guard | None = None) -> list[bool]:
@@ -131,7 +136,7 @@ class ClusterBackend:
         return self._commit(kb_id, patterns, persistence, guard)
 
     def _commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
-                guard: Guard | None = None) -> list[bool]:
+                guard: Guard | None = None, view: PendingView | None = None) -> list[bool]:
         """Route the batch's new rows by the shard map, commit, then index them where they were routed; a map
         that changed meanwhile (a reshard's cut-over) makes the commit fail untouched and route again."""
         if not patterns and guard is None:
@@ -144,7 +149,8 @@ class ClusterBackend:
             try:
                 new = self.redis_kb.learn_batch(kb_id, patterns, persistence,
                                                 partial(log_appends, self.log_keys, kb_id, table, owner),
-                                                self._registrations(kb_id, owner), guard, map_guard)
+                                                self._registrations(kb_id, owner), guard, map_guard,
+                                                (view.session_id, view.record) if view is not None else None)
             except StaleShardMap:
                 if attempt == _ROUTE_ATTEMPTS - 1:
                     raise
@@ -184,14 +190,15 @@ class ClusterBackend:
                     raise
                 self.shards.wait_ready(max(1.0, deadline - time.monotonic()))
 
-    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, as_of: str | None = None
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The shards answer for the map version of the request; one that moved on makes it ask again."""
+        """The shards answer for the map version of the request; one that moved on makes it ask again. With
+        ``as_of`` (an overlay key), over the KB as it was before the learns the overlay records."""
         try:
-            return self.predictor.predict(kb_id, stm, options)
+            return self.predictor.predict(kb_id, stm, options, as_of)
         except StaleShardMap:
             self.refresh_map()
-            return self.predictor.predict(kb_id, stm, options)
+            return self.predictor.predict(kb_id, stm, options, as_of)
 
     def vector_symbols(self, kb_id: str, name: str, vector: Sequence[float]) -> list[str]:
         """The observation's symbol plus the 3 nearest indexed vectors; the vector waits for the next learn."""

@@ -7,10 +7,14 @@ whichever comes first:
 
 - ``settle(session_id)``: cognition-data reads them, or a background worker gets to them
   (``SettleWorker``, ``SETTLE_DELAY_SECONDS`` after the observe);
-- ``settle_kb(kb_id)``: anything about to change the KB (learn, auto-learn, bulk learn, import, clear-all,
+- ``settle_kb(kb_id)``: anything about to change the KB other than a learn (bulk learn, import, clear-all,
   finalize-training) first settles every pending record of that KB (the cluster backend calls it as its
   ``before_change`` hook), so they see the KB as it was when their observe answered. An observe that answered
   before the change began has stored its record by then.
+
+A learn (and auto-learn) does not wait: its commit keeps, for every pending record of the KB, the values it
+overwrites (``cluster.stores.kb_overlay``), and the predictions are computed through that overlay whenever they
+are: the shards hide the patterns learned since, the statistics are read as they were.
 
 A record replaced before it was settled (the session observed again, or cleared its STM) is never
 computed: those predictions could no longer be read. Settling stores the predictions only if the record is
@@ -24,32 +28,42 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
+from cluster.stores.kb_overlay import overlay_key
 from cluster.stores.sessions import SessionStore
 from schema.rules.query import QueryOptions
-from schema.rules.session_logic import KnowledgeBackend
 
 SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
 
 log = logging.getLogger(__name__)
 
 
+class ViewPredictor(Protocol):
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, as_of: str | None = None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Predictions over the KB as it was before the learns the overlay ``as_of`` records."""
+        ...
+
+
 class PendingPredictions:
-    def __init__(self, sessions: SessionStore, backend: KnowledgeBackend):
+    def __init__(self, sessions: SessionStore, backend: ViewPredictor):
         self.sessions = sessions
         self.backend = backend
 
     def settle(self, session_id: str, record_id: str | None = None) -> bool:
         """Compute and store the session's pending predictions (only if its record is ``record_id``, when
         given); False if there were none to compute."""
-        pending = self.sessions.pending(session_id)
+        pending, overlay = self.sessions.pending(session_id)
         if pending is None:
             return False
         record = json.loads(pending)
         if record_id is not None and record["record"] != record_id:
             return False
-        predictions, _ = self.backend.predict(record["kb_id"], record["stm"],
-                                              QueryOptions.from_config(record["config"]))
+        options = replace(QueryOptions.from_config(record["config"]), hidden=overlay.learned(record["kb_id"]))
+        predictions, _ = self.backend.predict(record["kb_id"], record["stm"], options, overlay_key(session_id))
         self.sessions.settle(session_id, pending, predictions)
         return True
 

@@ -7,6 +7,7 @@ tests, the single-process mode) and Ray actors (``actors.ray_shard.RayShards``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from actors.shard import LocalTop, merge_tops
@@ -26,7 +27,10 @@ class ShardClient(Protocol):
         ...
 
 
-StatsReader = Callable[[str, list[CandidateMatch], list[str]], CorpusStats]
+StatsReader = Callable[[str, list[CandidateMatch], list[str], "str | None"], CorpusStats]
+"""(kb_id, candidates, affinity weight symbols, as_of): the statistics, as of an overlay when given."""
+
+_AS_OF_ATTEMPTS = 5
 
 
 def needed_symbols(candidates: Sequence[CandidateMatch]) -> list[str]:
@@ -41,14 +45,23 @@ class Predictor:
         self.read_stats = read_stats
         self.map_version = map_version
 
-    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, as_of: str | None = None
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """With ``as_of`` (an overlay, ``cluster.stores.kb_overlay``), over the KB as it was before the learns the
+        overlay records: the shards hide ``options.hidden`` (the patterns those learns created, read before),
+        the statistics are read back through the overlay. A learn that created a pattern in between (the
+        statistics name more hidden patterns than the shards hid) makes it ask again."""
         if not flatten(stm):
             return [], []
-        tops = self.shards.query_many(kb_id, stm, options, self.map_version())
-        merged = merge_tops(tops, 3 * options.max_predictions, stm)
+        for _ in range(_AS_OF_ATTEMPTS):
+            tops = self.shards.query_many(kb_id, stm, options, self.map_version())
+            merged = merge_tops(tops, 3 * options.max_predictions, stm)
+            weights = weight_symbols(stm, merged) if merged else []
+            stats = self.read_stats(kb_id, merged, weights if options.affinity_emotive else [], as_of) \
+                if merged or as_of is not None else CorpusStats()
+            if as_of is None or stats.hidden == options.hidden:
+                break
+            options = replace(options, hidden=stats.hidden)
         if not merged:
             return [], []
-        weights = weight_symbols(stm, merged)
-        stats = self.read_stats(kb_id, merged, weights if options.affinity_emotive else [])  # only affinity reads them
         return score(merged, stm, stats, options.ranking, weights, sum(top.total for top in tops))

@@ -7,7 +7,7 @@ serialise whichever replica serves them; different sessions proceed in parallel.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Protocol
@@ -44,6 +44,9 @@ class Backend(session_logic.KnowledgeBackend, Protocol):
     redis_kb: RedisKB
     shards: Any  # exports, stats
     before_change: Callable[[str], None]  # called with the kb_id before anything changes that KB
+
+    def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions, as_of: str | None = None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
 
     def clear_kb(self, kb_id: str) -> None: ...
 

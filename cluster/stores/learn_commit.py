@@ -12,7 +12,9 @@ The end state equals learning the patterns one by one in order. How:
    applies every write and appends the new patterns' rows to their shards' logs. A concurrent learn that got
    there first makes the check fail; the batch is read and planned again. Nothing is written unless all of it
    is, and Redis with ``appendfsync always`` writes the whole script to its AOF and fsyncs it before answering
-   (concurrent learns from other clients share that fsync: Redis fsyncs once per event-loop pass).
+   (concurrent learns from other clients share that fsync: Redis fsyncs once per event-loop pass). In the same
+   step, every statistics value it overwrites is kept for the observes whose predictions are still pending
+   (``cluster.stores.kb_overlay``), so they are computed over the KB as it was without delaying the learn.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 import redis
 
 from cluster.stores.kb_keys import KBKeys
+from cluster.stores.kb_overlay import OVERLAY_PREFIX, overlay_key
 from cluster.stores.pattern_log import LogAppend
+from cluster.stores.sessions import DEFAULT_TTL_SECONDS, kb_pending_key
 from schema.errors import ServiceUnavailable, StaleShardMap
 from schema.learning import LearnedPattern, merge_metadata, trim_emotives
 
@@ -63,9 +67,37 @@ for _, guard in ipairs(plan.guards) do
     if guard[1] == 'not_member' and redis.call('sismember', guard[2], guard[3]) == 1 then return 2 end
     if guard[1] == 'field_equal' and redis.call('hget', guard[2], guard[3]) ~= guard[4] then return 2 end
 end
-for _, op in ipairs(plan.ops) do
+local overlays = {}
+local own_key = plan.own and plan.own[1] or ''
+if plan.snap > 0 then
+    if plan.own then
+        if redis.call('hget', plan.own[1], '@record') ~= plan.own[2] then
+            redis.call('del', plan.own[1])
+            redis.call('hset', plan.own[1], '@record', plan.own[2])
+            redis.call('expire', plan.own[1], plan.own[3])
+        end
+        table.insert(overlays, plan.own[1])
+    end
+    for _, sid in ipairs(redis.call('smembers', plan.overlay[1])) do
+        local key = plan.overlay[2] .. sid
+        if key ~= own_key and redis.call('exists', key) == 1 then table.insert(overlays, key) end
+    end
+end
+for n, op in ipairs(plan.ops) do
     for i = 2, #op do
         if type(op[i]) == 'table' then op[i] = ARGV[op[i][1]] end
+    end
+    if #overlays > 0 and n <= plan.snap then
+        local field, old = nil, nil
+        if op[1] == 'SET' or op[1] == 'INCRBY' then
+            field, old = 's' .. op[2], redis.call('get', op[2])
+        elseif op[1] == 'HINCRBY' or op[1] == 'HINCRBYFLOAT' then
+            field, old = 'h' .. #op[2] .. ':' .. op[2] .. op[3], redis.call('hget', op[2], op[3])
+        end
+        if field then
+            local value = old and ('=' .. old) or '-'
+            for _, key in ipairs(overlays) do redis.call('hsetnx', key, field, value) end
+        end
     end
     redis.call(unpack(op))
 end
@@ -141,10 +173,13 @@ class LearnCommit:
 
     def commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
-               guard: Guard | None = None, map_guard: MapGuard | None = None) -> list[bool]:
+               guard: Guard | None = None, map_guard: MapGuard | None = None,
+               view: tuple[str, str] | None = None) -> list[bool]:
         """Apply the learns in order; element i is True iff learn i created its pattern. ``before`` are
         ``(set key, member)`` additions made first, outside the atomic step (idempotent registrations); the
-        batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step."""
+        batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step.
+        The values it overwrites are kept in the overlay of every stored pending observe of the KB and of
+        ``view`` (session id, record id: the learning session's own observe, stored after the learn)."""
         keys = KBKeys(kb_id)
         conflicts = 0
         frozen_until = time.monotonic() + _FROZEN_WAIT
@@ -152,6 +187,10 @@ class LearnCommit:
             state = self._read(keys, patterns, before)
             new = self._replay(state, patterns, persistence)
             plan = self._plan(keys, state, patterns, new, persistence)
+            plan["snap"] = len(plan["ops"])  # the statistics writes: pending observes keep what they overwrite
+            plan["overlay"] = [kb_pending_key(kb_id), OVERLAY_PREFIX]
+            if view is not None:
+                plan["own"] = [overlay_key(view[0]), view[1], DEFAULT_TTL_SECONDS]  # the session's save sets its TTL
             if guard is not None:
                 plan["guards"] = [list(check) for check in guard.checks]
                 plan["ops"].extend(list(op) for op in guard.ops)
@@ -224,7 +263,7 @@ class LearnCommit:
         return new
 
     def _plan(self, keys: KBKeys, state: dict[str, _Pattern], patterns: Sequence[LearnedPattern], new: list[bool],
-              persistence: int) -> dict[str, list[Any]]:
+              persistence: int) -> dict[str, Any]:
         ops: list[list[Any]] = []
         exists, equal = [], []
         for name, s in state.items():
@@ -270,9 +309,10 @@ class LearnCommit:
                 ops += [["HINCRBYFLOAT", keys.affinity(s), emotive, repr(value)] for emotive, value in delta.items()]
         return ops
 
-    def _run(self, plan: dict[str, list[Any]], appends: Sequence[LogAppend]) -> int:
+    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend]) -> int:
         plan["caps"] = [[a.counter, self.log_bound, a.rows] for a in appends]
         plan.setdefault("guards", [])
+        plan.setdefault("snap", 0)
         for i, a in enumerate(appends):
             plan["ops"].append(["XADD", a.stream, "*", "rows", [i + 2], "n", a.rows])
             plan["ops"].append(["INCRBY", a.counter, a.rows])

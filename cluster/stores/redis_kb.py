@@ -15,6 +15,7 @@ import orjson
 import redis
 
 from cluster.stores.kb_keys import KBKeys, glob_escape
+from cluster.stores.kb_overlay import KBOverlay
 from cluster.stores.learn_commit import Guard, LearnCommit, MapGuard, RowsFor
 from cluster.stores.pattern_log import LogAppend
 from schema.learning import LearnedPattern
@@ -52,12 +53,14 @@ class RedisKB:
 
     def learn_batch(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                     rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
-                    guard: Guard | None = None, map_guard: MapGuard | None = None) -> list[bool]:
+                    guard: Guard | None = None, map_guard: MapGuard | None = None,
+                    view: tuple[str, str] | None = None) -> list[bool]:
         """Record the learns in order, with the log of the patterns they create (``rows_for``), under ``guard``;
-        element i is True iff learn i created its pattern."""
+        element i is True iff learn i created its pattern. ``view`` is a (session id, record id) whose pending
+        observe is not stored yet: the learns' overwritten values are kept for it too."""
         if not patterns and guard is None:
             return []
-        return self._commit.commit(kb_id, patterns, persistence, rows_for, before, guard, map_guard)
+        return self._commit.commit(kb_id, patterns, persistence, rows_for, before, guard, map_guard, view)
 
     def load_progress(self, kb_id: str, load_id: str) -> int | None:
         """Rows of a streamed load committed so far (None: the load never committed a batch)."""
@@ -97,9 +100,11 @@ class RedisKB:
 
     # ------------------------------------------------------------------- reads
     def corpus_stats(self, kb_id: str, names: Iterable[str], symbols: Iterable[str],
-                     weight_symbols: Iterable[str] = ()) -> CorpusStats:
+                     weight_symbols: Iterable[str] = (), as_of: str | None = None) -> CorpusStats:
         """Everything the prediction metrics read, in one pipelined round trip (a second one only for
-        patterns with finalize-training values)."""
+        patterns with finalize-training values). With ``as_of`` (an overlay key, ``cluster.stores.kb_overlay``),
+        the values as they were before the learns it recorded, and ``hidden`` the patterns those learns created;
+        the overlay is read last, so a learn committed between the reads is undone as well."""
         keys = KBKeys(kb_id)
         names = list(dict.fromkeys(names))
         symbols = list(dict.fromkeys(symbols))
@@ -117,25 +122,39 @@ class RedisKB:
             pipe.hmget(keys.symbols_freq, weight_symbols)
             for s in weight_symbols:
                 pipe.hgetall(keys.affinity(s))
-        replies: Iterator[Any] = iter(pipe.execute())
-        stats = CorpusStats(total_symbols=int(next(replies)))
-        _, unique, frequencies = next(replies)
+        if as_of is not None:
+            pipe.hgetall(as_of)
+        replies = pipe.execute()
+        seen = KBOverlay(replies.pop()) if as_of is not None else KBOverlay()
+        stats = self._stats(keys, iter(replies), seen, names, symbols, weight_symbols)
+        stats.hidden = seen.learned(kb_id)
+        return stats
+
+    def _stats(self, keys: KBKeys, replies: Iterator[Any], seen: KBOverlay, names: list[str], symbols: list[str],
+               weight_symbols: list[str]) -> CorpusStats:
+        stats = CorpusStats(total_symbols=seen.hash_length(keys.symbols_freq, int(next(replies))))
+        _, unique, frequencies = seen.strings([keys.total_symbols, keys.unique_patterns, keys.pattern_frequencies],
+                                              next(replies))
         stats.total_unique_patterns = _int(unique)
         stats.total_pattern_frequencies = _int(frequencies)
         if names:
-            stats.frequencies = {n: _int(v) for n, v in zip(names, next(replies)) if v is not None}
-            stats.emotives = {n: orjson.loads(v) for n, v in zip(names, next(replies)) if v is not None}
+            counts = seen.strings([keys.frequency(n) for n in names], next(replies))
+            stats.frequencies = {n: _int(v) for n, v in zip(names, counts) if v is not None}
+            emotives = seen.strings([keys.emotives(n) for n in names], next(replies))
+            stats.emotives = {n: orjson.loads(v) for n, v in zip(names, emotives) if v is not None}
             finalized = [n for n, v in zip(names, next(replies)) if v is not None]
             if finalized:  # only after finalize-training: fetch the whole-pattern values of those patterns
                 values = self.client.mget([keys.intrinsic(kind, n) for kind in INTRINSIC_KEYS for n in finalized])
                 stats.intrinsics = _intrinsics(finalized, values)
         if symbols:
-            stats.pmf = {s: _int(v) for s, v in zip(symbols, next(replies)) if v is not None}
+            pmf = seen.hash_fields(keys.symbols_pmf, symbols, next(replies))
+            stats.pmf = {s: _int(v) for s, v in zip(symbols, pmf) if v is not None}
         if weight_symbols:
-            stats.symbol_freq = {s: _int(v) for s, v in zip(weight_symbols, next(replies)) if v is not None}
+            freq = seen.hash_fields(keys.symbols_freq, weight_symbols, next(replies))
+            stats.symbol_freq = {s: _int(v) for s, v in zip(weight_symbols, freq) if v is not None}
             affinity = {}
             for s in weight_symbols:
-                fields = next(replies)
+                fields = seen.hash_all(keys.affinity(s), next(replies))
                 if fields:
                     affinity[s] = {_text(k): float(_text(v)) for k, v in fields.items()}
             stats.affinity = affinity

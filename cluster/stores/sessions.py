@@ -10,7 +10,8 @@
 - ``kato:session_pending_predictions:{id}``: an observe's predictions not computed yet (what to compute them
   from: kb_id, STM, config, unique_id, a record id), same TTL; replaced by the predictions once settled
   (``serve_app.pending_predictions``). ``kato:kb_pending_predictions:{kb_id}``: SET of the session ids that
-  may hold one for that KB, so a change to the KB settles them first.
+  may hold one for that KB: a learn keeps what it overwrites for them in ``kato:session_pending_overlay:{id}``
+  (``cluster.stores.kb_overlay``; same TTL, gone with the record), any other change settles them first.
 
 Expired vs gone: Redis drops an expired key, so a record that is "expired but not yet reaped" cannot be
 seen. ``exists`` reports ``expired=True`` for an id still in the active index whose key has expired
@@ -32,6 +33,7 @@ from typing import Any
 import orjson
 import redis
 
+from cluster.stores.kb_overlay import KBOverlay, overlay_key
 from schema.errors import SessionLockLost, SessionLockTimeout
 
 SESSION_PREFIX = "kato:session:"
@@ -69,7 +71,8 @@ end
 return {1, redis.call('get', KEYS[2])}
 """
 # Store a session record with its side keys (see ``SessionStore.save``) and, when ARGV[1] names our lock token,
-# release that lock in the same step; nothing is written (0) when the lock is no longer ours.
+# release that lock in the same step; nothing is written (0) when the lock is no longer ours. A pending record
+# (ARGV[7] its id) gets its overlay (``cluster.stores.kb_overlay``): kept if a learn of this request made it already.
 _SAVE = """
 local token = ARGV[1]
 if token ~= '' and redis.call('get', KEYS[7]) ~= token then
@@ -80,13 +83,19 @@ redis.call('set', KEYS[1], ARGV[2], 'EX', ttl)
 if ARGV[4] == 'pending' then
     redis.call('set', KEYS[2], ARGV[5], 'EX', ttl)
     redis.call('del', KEYS[3])
+    if redis.call('hget', KEYS[8], '@record') ~= ARGV[7] then
+        redis.call('del', KEYS[8])
+        redis.call('hset', KEYS[8], '@record', ARGV[7])
+    end
+    redis.call('expire', KEYS[8], ttl)
     redis.call('sadd', KEYS[4], ARGV[6])
 elseif ARGV[4] == 'predictions' then
     redis.call('set', KEYS[3], ARGV[5], 'EX', ttl)
-    redis.call('del', KEYS[2])
+    redis.call('del', KEYS[2], KEYS[8])
 else
     redis.call('expire', KEYS[3], ttl)
     redis.call('expire', KEYS[2], ttl)
+    redis.call('expire', KEYS[8], ttl)
 end
 redis.call('sadd', KEYS[5], ARGV[6])
 redis.call('set', KEYS[6], ARGV[6], 'EX', ttl)
@@ -134,7 +143,7 @@ if ttl > 0 then
 else
     redis.call('set', KEYS[2], ARGV[2])
 end
-redis.call('del', KEYS[1])
+redis.call('del', KEYS[1], KEYS[4])
 redis.call('srem', KEYS[3], ARGV[3])
 return 1
 """
@@ -242,23 +251,25 @@ class SessionStore:
         sid = session["session_id"]
         predictions = session.get("predictions")
         pending = session.get("pending_predictions")
+        record_id = ""
         if pending is not None:
             mode, payload, kb_pending = "pending", json.dumps(pending).encode(), kb_pending_key(pending["kb_id"])
+            record_id = pending["record"]
         elif predictions is not None:
             mode, payload, kb_pending = "predictions", orjson.dumps(predictions), KB_PENDING_PREFIX
         else:
             mode, payload, kb_pending = "keep", b"", KB_PENDING_PREFIX
         record = json.dumps({k: v for k, v in session.items() if k not in _APART})
         keys = [session_key(sid), pending_key(sid), predictions_key(sid), kb_pending, ACTIVE_INDEX,
-                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}"]
-        return bool(self._save(keys=keys, args=[token, record, ttl, mode, payload, sid]))
+                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}", overlay_key(sid)]
+        return bool(self._save(keys=keys, args=[token, record, ttl, mode, payload, sid, record_id]))
 
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
         """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
         ``predictions`` is in the record only ``with_predictions``. One round trip."""
         if not is_session_id(session_id):
             return None
-        keys = [session_key(session_id), predictions_key(session_id), pending_key(session_id)]
+        keys = [session_key(session_id), predictions_key(session_id), pending_key(session_id), overlay_key(session_id)]
         reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch)])
         raw = reply[0] if reply else None
         if raw is None:
@@ -277,7 +288,7 @@ class SessionStore:
         pipe.delete(session_key(session_id))
         pipe.srem(ACTIVE_INDEX, session_id)
         pipe.delete(predictions_key(session_id))
-        pipe.delete(pending_key(session_id))
+        pipe.delete(pending_key(session_id), overlay_key(session_id))
         deleted = bool(pipe.execute()[0])
         if raw is not None:  # drop the node pointer only if it still points at this session
             node_key = node_active_key(json.loads(_text(raw))["node_id"])
@@ -307,20 +318,28 @@ class SessionStore:
         pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
         pipe.expire(predictions_key(session_id), int(ttl_seconds))
         pipe.expire(pending_key(session_id), int(ttl_seconds))
+        pipe.expire(overlay_key(session_id), int(ttl_seconds))
         pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
         pipe.execute()
         return True
 
     # ------------------------------------------------------ pending predictions
-    def pending(self, session_id: str) -> str | None:
-        """The session's pending-predictions record as stored (JSON text), or None."""
-        raw = self.client.get(pending_key(session_id)) if is_session_id(session_id) else None
-        return None if raw is None else _text(raw)
+    def pending(self, session_id: str) -> tuple[str | None, KBOverlay]:
+        """The session's pending-predictions record as stored (JSON text), or None, and what the learns since
+        its observe changed (``cluster.stores.kb_overlay``)."""
+        if not is_session_id(session_id):
+            return None, KBOverlay()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(pending_key(session_id))
+        pipe.hgetall(overlay_key(session_id))
+        raw, fields = pipe.execute()
+        return (None if raw is None else _text(raw)), KBOverlay(fields)
 
     def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]]) -> bool:
         """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile."""
         kb_id = json.loads(pending)["kb_id"]
-        return bool(self._settle(keys=[pending_key(session_id), predictions_key(session_id), kb_pending_key(kb_id)],
+        return bool(self._settle(keys=[pending_key(session_id), predictions_key(session_id), kb_pending_key(kb_id),
+                                       overlay_key(session_id)],
                                  args=[pending, orjson.dumps(predictions), session_id]))
 
     def pending_sessions(self, kb_id: str) -> list[str]:
@@ -393,7 +412,8 @@ class SessionStore:
             finally:
                 if not held.done:
                     ttl = int((held.record or {}).get("ttl_seconds") or self.default_ttl)
-                    touched = [session_key(session_id), predictions_key(session_id), pending_key(session_id)]
+                    touched = [session_key(session_id), predictions_key(session_id), pending_key(session_id),
+                               overlay_key(session_id)]
                     self._release(keys=[key, *(touched if held.record is not None else [])], args=[token, ttl])
 
     @staticmethod

@@ -10,6 +10,7 @@ from schema.learning import LearnedPattern
 from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import QueryOptions
 from schema.rules.reference import predict
+from schema.rules.session_logic import PendingView
 from schema.rules.vectors import NEAREST_VECTORS, VectorSpace, flush
 
 
@@ -18,11 +19,12 @@ class MemoryBackend:
     kbs: dict[str, MemoryKB] = field(default_factory=dict)
     vectors: dict[str, VectorSpace] = field(default_factory=dict)
     pending_vectors: dict[str, list[tuple[str, list[float]]]] = field(default_factory=dict)
+    keeps_views = False  # a pending observe's predictions are computed before a learn changes the KB
 
     def kb(self, kb_id: str) -> MemoryKB:
         return self.kbs.setdefault(kb_id, MemoryKB())
 
-    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int) -> None:
+    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int, view: PendingView | None = None) -> None:
         self.kb(kb_id).learn(pattern, persistence)
 
     def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions

@@ -50,6 +50,7 @@ class CorpusStats:
     emotives: Mapping[str, list[dict[str, float]]] = field(default_factory=dict)
     intrinsics: Mapping[str, PatternIntrinsics] = field(default_factory=dict)
     affinity: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()  # patterns learned after the moment these statistics are as of (not candidates)
 
     def frequency(self, name: str) -> int:
         """Redis frequency, floored to 1 for a stored pattern (a missing key is treated as data loss)."""

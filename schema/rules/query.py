@@ -43,7 +43,8 @@ class FilterParams:
 
 @dataclass(frozen=True)
 class QueryOptions:
-    """The session-config keys a prediction reads (spec §2.1)."""
+    """The session-config keys a prediction reads (spec §2.1), and the patterns it must not see (``hidden``:
+    learned after the observe whose predictions it computes; never from the config)."""
 
     recall_threshold: float = 0.1
     max_predictions: int = 100
@@ -53,6 +54,7 @@ class QueryOptions:
     affinity_emotive: str | None = None
     filter_pipeline: tuple[str, ...] = ()
     filters: FilterParams = field(default_factory=lambda: FilterParams.from_config({}))
+    hidden: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> QueryOptions:

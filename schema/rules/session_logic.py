@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from schema.api import ObservationData, ObservationSequenceRequest
@@ -20,8 +21,22 @@ from schema.rules.query import QueryOptions
 from schema.session import SessionState
 
 
+@dataclass(frozen=True)
+class PendingView:
+    """A session's observe whose predictions are still pending (its record id): a learn keeps the KB as that
+    observe saw it, for those predictions."""
+
+    session_id: str
+    record: str
+
+
 class KnowledgeBackend(Protocol):
-    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int) -> None: ...
+    keeps_views: bool
+    """Whether a learn keeps what it overwrites for the pending observes (``learn``'s ``view`` and every one
+    stored), so their predictions can be computed after it; else they are computed before it."""
+
+    def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int, view: PendingView | None = None
+              ) -> None: ...
 
     def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
@@ -48,9 +63,10 @@ def learn(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBack
 
 
 def settle_own_predictions(state: SessionState, backend: KnowledgeBackend) -> None:
-    """Compute the session's pending observe-time predictions now (before anything changes the KB)."""
+    """Compute the session's pending observe-time predictions now (before anything changes the KB), unless the
+    backend's learns keep the KB as they saw it."""
     pending = state.pending_predictions
-    if pending is not None:
+    if pending is not None and not backend.keeps_views:
         state.predictions, _ = backend.predict(pending["kb_id"], pending["stm"],
                                                QueryOptions.from_config(pending["config"]))
         state.pending_predictions = None
@@ -66,7 +82,9 @@ def _learn_stm(state: SessionState, config: Mapping[str, Any], backend: Knowledg
     state.metadata_accumulator = []
     if pattern is None:
         return None
-    backend.learn(kb_id, pattern, int(config.get("persistence", 5)))
+    pending = state.pending_predictions
+    view = PendingView(state.session_id, pending["record"]) if pending is not None else None
+    backend.learn(kb_id, pattern, int(config.get("persistence", 5)), view)
     return PATTERN_PREFIX + pattern.name
 
 

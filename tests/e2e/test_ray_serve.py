@@ -159,13 +159,15 @@ def test_shard_crash_under_load_loses_nothing_acknowledged(ray_service):
         t.start()
     time.sleep(3)
     os.kill(shards[0]["pid"], signal.SIGKILL)
+    before_kill = len(acknowledged)
     time.sleep(12)
     stop.set()
     for t in threads:
         t.join(timeout=60)
+    # a call in flight on the killed shard is refused (503, Retry-After); later ones wait for its restart
     assert set(statuses) <= {200, 503}, statuses
-    assert statuses[503] > 0 and not missing_retry_after
-    assert len(acknowledged) > 20
+    assert not missing_retry_after
+    assert before_kill > 10 and len(acknowledged) > before_kill + 10  # learns went on across the restart
     exported = {json.loads(line)["name"] for line in
                 requests.get(f"{url}/bulk/export", params={"node_id": node}).text.splitlines() if line}
     assert set(acknowledged) <= exported

@@ -9,6 +9,7 @@ import time
 import pytest
 import redis
 
+from cluster.stores.kb_overlay import overlay_key
 from cluster.stores.sessions import (
     ACTIVE_INDEX,
     SessionLockLost,
@@ -63,7 +64,7 @@ def test_predictions_are_kept_apart_and_loaded_on_request(redis_client):
 
 
 def _pending(unique_id: str) -> dict:
-    return {"unique_id": unique_id, "kb_id": "kb_p", "stm": [["a"]], "config": {}}
+    return {"record": f"r-{unique_id}", "unique_id": unique_id, "kb_id": "kb_p", "stm": [["a"]], "config": {}}
 
 
 def test_a_pending_record_replaces_the_predictions_until_settled(redis_client):
@@ -76,27 +77,33 @@ def test_a_pending_record_replaces_the_predictions_until_settled(redis_client):
     store.save(s)
     assert "pending_predictions" not in json.loads(redis_client.get(session_key(sid)))
     assert redis_client.exists(predictions_key(sid)) == 0 and store.pending_sessions("kb_p") == [sid]
-    first = store.pending(sid)
+    first, overlay = store.pending(sid)
     assert json.loads(first) == _pending("obs-1") and 115 <= redis_client.ttl(pending_key(sid)) <= 120
+    assert not overlay and redis_client.hgetall(overlay_key(sid)) == {"@record": "r-obs-1"}
+    assert 115 <= redis_client.ttl(overlay_key(sid)) <= 120
+    redis_client.hset(overlay_key(sid), "sk", "=1")  # what a learn would keep for this record
     s["pending_predictions"] = _pending("obs-2")  # the next observe replaces it before it is settled
     store.save(s)
+    assert redis_client.hgetall(overlay_key(sid)) == {"@record": "r-obs-2"}  # the old record's overlay is gone
     assert store.settle(sid, first, [{"name": "stale"}]) is False
     store.forget_settled("kb_p", sid)  # still pending: stays in the KB's set
     assert store.pending_sessions("kb_p") == [sid]
-    assert store.settle(sid, store.pending(sid), [{"name": "fresh"}]) is True
-    assert store.pending(sid) is None and store.pending_sessions("kb_p") == []
+    assert store.settle(sid, store.pending(sid)[0], [{"name": "fresh"}]) is True
+    assert store.pending(sid)[0] is None and store.pending_sessions("kb_p") == []
+    assert redis_client.exists(overlay_key(sid)) == 0
     assert store.get(sid, with_predictions=True)["predictions"] == [{"name": "fresh"}]
     assert 115 <= redis_client.ttl(predictions_key(sid)) <= 120
     s["pending_predictions"] = _pending("obs-3")
     store.save(s)
     s["pending_predictions"], s["predictions"] = None, []  # clear-stm: no predictions, nothing pending
     store.save(s)
-    assert store.pending(sid) is None and store.get(sid, with_predictions=True)["predictions"] == []
+    assert store.pending(sid)[0] is None and store.get(sid, with_predictions=True)["predictions"] == []
+    assert redis_client.exists(overlay_key(sid)) == 0
     store.forget_settled("kb_p", sid)
     assert redis_client.exists(kb_pending_key("kb_p")) == 0
     s["pending_predictions"] = _pending("obs-4")
     store.save(s)
-    assert store.delete(sid) and redis_client.exists(pending_key(sid)) == 0
+    assert store.delete(sid) and redis_client.exists(pending_key(sid), overlay_key(sid)) == 0
 
 
 def test_ttl_expiry_and_sliding_window(redis_client):

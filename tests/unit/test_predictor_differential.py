@@ -45,7 +45,7 @@ def build(corpus: list[list[list[str]]], shard_count: int) -> tuple[MemoryKB, Pr
     if learned:
         for p, owner in zip(learned, owners(pattern_buckets([p.events for p in learned]), ranges).tolist()):
             shards[owner].add("kb", [p.name], [p.events])
-    return kb, Predictor(LocalShards(shards, parallel=False), lambda _kb, _c, _w: kb.stats())
+    return kb, Predictor(LocalShards(shards, parallel=False), lambda _kb, _c, _w, _as_of: kb.stats())
 
 
 def assert_same(got, expected):

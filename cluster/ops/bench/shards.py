@@ -56,7 +56,7 @@ def main(opts: ShardsBench) -> None:
         print(f"  shard {stats.shard_id} [{stats.bucket_lo}-{stats.bucket_hi}]: {stats.patterns_per_kb} patterns, "
               f"{stats.index_bytes / 1e6:.1f} MB index ({per:.0f} B/pattern)")
 
-    predictor = Predictor(LocalShards(shards), lambda _kb, _c, _w: kb.stats())
+    predictor = Predictor(LocalShards(shards), lambda _kb, _c, _w, _as_of: kb.stats())
     options = QueryOptions(recall_threshold=0.1, max_predictions=100)
     queries = standard_queries(patterns, opts.queries)
     predictor.predict("bench", queries[0], options)

@@ -1,0 +1,102 @@
+"""The KB as an observe saw it: the values a learn changed since then, kept for that observe's pending predictions.
+
+An observe leaves its predictions pending (``serve_app.pending_predictions``); they must be computed over the KB
+as it was when the observe answered. A learn does not wait for that: its commit (``cluster.stores.learn_commit``,
+one Lua step) writes, for every session with a pending record on the KB, the value each key or hash field had
+before the learn changed it, into that session's overlay hash ``kato:session_pending_overlay:{session id}``. The
+first value written for a field wins (HSETNX), so after any number of learns the overlay holds the values of the
+observe's moment. The overlay lives and dies with its pending record (replaced, settled, deleted, expired).
+
+Fields of the overlay hash (bytes; ``len`` is the byte length of the key):
+- ``s{key}``: a string key (``SET``/``INCRBY``);
+- ``h{len(key)}:{key}{field}``: a hash field (``HINCRBY``/``HINCRBYFLOAT``);
+and each value is ``={old value}``, or ``-`` when the key or field did not exist. ``@record`` names the pending
+record the overlay belongs to (the session's save starts a new overlay for a new record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cluster.stores.kb_keys import KBKeys
+
+OVERLAY_PREFIX = "kato:session_pending_overlay:"
+ABSENT = b"-"
+RECORD_FIELD = b"@record"  # the id of the pending record the overlay belongs to
+
+
+def overlay_key(session_id: str) -> str:
+    return f"{OVERLAY_PREFIX}{session_id}"
+
+
+def _string_field(key: str) -> bytes:
+    return b"s" + key.encode()
+
+
+def _hash_prefix(key: str) -> bytes:
+    raw = key.encode()
+    return b"h" + str(len(raw)).encode() + b":" + raw
+
+
+class KBOverlay:
+    """Reads through an overlay: ``current`` values as read now, answered as they were at the observe."""
+
+    def __init__(self, fields: Mapping[bytes | str, bytes | str] | None = None) -> None:
+        """``fields`` as HGETALL answers them (bytes, or str from a client that decodes responses)."""
+        pairs = ((_bytes(f), _bytes(v)) for f, v in (fields or {}).items())
+        self.fields = {f: v for f, v in pairs if not f.startswith(RECORD_FIELD)}
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    def string(self, key: str, current: bytes | None) -> bytes | None:
+        old = self.fields.get(_string_field(key))
+        return current if old is None else _value(old)
+
+    def strings(self, keys: list[str], current: list[bytes | None]) -> list[bytes | None]:
+        if not self.fields:
+            return current
+        return [self.string(k, v) for k, v in zip(keys, current)]
+
+    def hash_fields(self, key: str, fields: list[str], current: list[bytes | None]) -> list[bytes | None]:
+        if not self.fields:
+            return current
+        prefix = _hash_prefix(key)
+        return [_value(old) if (old := self.fields.get(prefix + f.encode())) is not None else v
+                for f, v in zip(fields, current)]
+
+    def hash_all(self, key: str, current: Mapping[bytes | str, bytes | str]) -> Mapping[bytes | str, bytes | str]:
+        """A whole hash (HGETALL) as it was: changed fields restored, fields created since removed."""
+        changed = self._changed(key)
+        if not changed:
+            return current
+        result: dict[bytes | str, bytes | str] = {_bytes(f): _bytes(v) for f, v in current.items()}
+        for field, old in changed:
+            value = _value(old)
+            if value is None:
+                result.pop(field, None)
+            else:
+                result[field] = value
+        return result
+
+    def hash_length(self, key: str, current: int) -> int:
+        """HLEN as it was: the fields created since are not counted."""
+        return current - sum(1 for _, old in self._changed(key) if old == ABSENT)
+
+    def learned(self, kb_id: str) -> tuple[str, ...]:
+        """The names of the patterns the learns created (their frequency key did not exist), sorted."""
+        head = _string_field(KBKeys(kb_id).frequency(""))
+        return tuple(sorted(f[len(head):].decode() for f, old in self.fields.items()
+                            if old == ABSENT and f.startswith(head)))
+
+    def _changed(self, key: str) -> list[tuple[bytes, bytes]]:
+        prefix = _hash_prefix(key)
+        return [(f[len(prefix):], old) for f, old in self.fields.items() if f.startswith(prefix)]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _value(old: bytes) -> bytes | None:
+    return None if old == ABSENT else old[1:]

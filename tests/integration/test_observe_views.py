@@ -1,0 +1,155 @@
+"""A learn does not wait for the pending observe-time predictions: its commit keeps what it overwrites for them
+(``cluster.stores.kb_overlay``), and they are computed later over the KB as their observe saw it. Checked
+against the reference, which computes them inside every observe, over the real engines (chdb, Redis)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors.stored_shard import FlushPolicy
+from cluster.ops.local import local_shard_factory
+from cluster.stores.kb_overlay import overlay_key
+from cluster.stores.redis_kb import RedisKB
+from cluster.stores.sessions import SessionStore
+from cluster.stores.shard_map import ShardMapStore
+from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.placement import ShardMap
+from schema.rules.reference_kato import ReferenceKato, ReferenceSession
+from serve_app.cluster_backend import ClusterBackend
+from serve_app.local_shards import LocalShards
+from serve_app.pending_predictions import SettleWorker
+from serve_app.service import KatoService
+from serve_app.topology import shard_ranges
+
+pytestmark = pytest.mark.integration
+
+WORDS = [f"v{i}" for i in range(10)]
+CONFIGS = [{}, {"max_predictions": 3, "recall_threshold": 0.3}, {"affinity_emotive": "joy"},
+           {"recall_threshold": 0.0, "max_predictions": 2}]
+
+
+@pytest.fixture
+def service(chdb_store, redis_client, pattern_log) -> Iterator[KatoService]:
+    """Two in-process shards; the background settler never runs, so every record is computed after what
+    followed its observe (when cognition-data reads it)."""
+    maps = ShardMapStore(redis_client, pattern_log.keys.namespace)
+    shard_map = maps.initialize(ShardMap.even(2))
+    factory = local_shard_factory(chdb_store, pattern_log, maps, FlushPolicy(interval=0.05, retry_seconds=0.1))
+    shards = LocalShards([factory(*r) for r in shard_ranges(shard_map)], factory=factory)
+    backend = ClusterBackend(shards, shard_map.ranges, RedisKB(redis_client), log_keys=pattern_log.keys, maps=maps)
+    kato = KatoService(SessionStore(redis_client), backend)
+    kato.settler = SettleWorker(kato.pending, delay=3600.0)
+    yield kato
+    for shard in shards.shards.values():
+        shard.stop_flusher()
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _observation(rng: random.Random) -> dict[str, Any]:
+    fields: dict[str, Any] = {"strings": rng.sample(WORDS, rng.randint(1, 3))}
+    if rng.random() < 0.4:
+        # binary fractions: Redis adds affinity in long double, the reference in double; these sums are exact in both
+        fields["emotives"] = {rng.choice(["joy", "fear"]): rng.choice([-1.0, -0.5, -0.25, 0.125, 0.5, 0.75, 1.0])}
+    if rng.random() < 0.2:
+        fields["metadata"] = {"tag": [rng.choice("abc")]}
+    return fields
+
+
+class Pair:
+    """One session of the service and its reference twin."""
+
+    def __init__(self, service: KatoService, reference: ReferenceSession, node_id: str, config: dict[str, Any]):
+        self.service = service
+        self.reference = reference
+        self.sid = service.create_session(CreateSessionRequest(node_id=node_id, config=config))["session_id"]
+
+    def observe(self, fields: dict[str, Any]) -> None:
+        got = self.service.observe(self.sid, ObservationData(**fields))
+        assert got["auto_learned_pattern"] == self.reference.observe(**fields)["auto_learned_pattern"]
+
+    def observe_sequence(self, items: list[dict[str, Any]], **flags: bool) -> None:
+        got = self.service.observe_sequence(self.sid, ObservationSequenceRequest(observations=items, **flags))
+        want = self.reference.observe_sequence(observations=items, **flags)
+        assert got["auto_learned_patterns"] == want["auto_learned_patterns"]
+
+    def learn(self) -> None:
+        if self.reference.state.stm:
+            assert self.service.learn(self.sid)["pattern_name"] == self.reference.learn()
+
+    def clear_stm(self) -> None:
+        self.service.clear_stm(self.sid)
+        self.reference.clear_stm()
+
+    def cognition_predictions(self) -> list[dict[str, Any]]:
+        return self.service.cognition_data(self.sid)["cognition_data"]["predictions"]
+
+
+def _step(rng: random.Random, pairs: list[Pair]) -> bool:
+    """One random action of one session; True when it compared non-empty predictions."""
+    pair = rng.choice(pairs)
+    action = rng.random()
+    if action < 0.45:
+        pair.observe(_observation(rng))
+    elif action < 0.6:
+        items = [{"strings": rng.sample(WORDS, 1)} for _ in range(rng.randint(2, 5))]
+        pair.observe_sequence(items, learn_at_end=rng.random() < 0.7, learn_after_each=rng.random() < 0.2)
+    elif action < 0.8:
+        pair.learn()
+    elif action < 0.85:
+        pair.clear_stm()
+    else:
+        got = pair.cognition_predictions()
+        assert got == as_json(pair.reference.state.predictions or [])
+        return bool(got)
+    return False
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_predictions_of_an_observe_are_over_the_kb_it_saw_whatever_is_learned_after(service, seed):
+    """Four sessions of one node learn (new patterns, repeats with emotives and metadata, new symbols) between
+    their observes and the reading of those observes' predictions."""
+    rng = random.Random(seed)
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    kato = ReferenceKato()
+    pairs = [Pair(service, kato.session(node_id, config), node_id, config) for config in CONFIGS]
+    compared = sum(_step(rng, pairs) for _ in range(160))
+    for pair in pairs:
+        assert pair.cognition_predictions() == as_json(pair.reference.state.predictions or [])
+    assert compared >= 5
+
+
+def test_a_learn_keeps_the_overwritten_values_for_the_pending_observe_only(service, redis_client):
+    """The overlay names the patterns created since the observe and holds the values the learn overwrote; it
+    goes with the record once the predictions are computed."""
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    kato = ReferenceKato()
+    learner, watcher = (Pair(service, kato.session(node_id), node_id, {}) for _ in range(2))
+    learner.observe({"strings": ["a"]})
+    learner.observe({"strings": ["b"]})
+    learner.learn()
+    watcher.observe({"strings": ["a"]})
+    watcher.observe({"strings": ["b"]})
+    learner.observe({"strings": ["a"]})
+    learner.observe({"strings": ["c"]})
+    learner.learn()  # a new pattern and a new symbol, after the watcher's observe
+    fields = redis_client.hgetall(overlay_key(watcher.sid))
+    kb = learner.reference.kb_id
+    assert fields["@record"]
+    created = [f for f, v in fields.items() if f.startswith(f"s{kb}:frequency:") and v == "-"]
+    assert len(created) == 1
+    assert fields[f"s{kb}:global:total_unique_patterns"] == "=1"
+    assert fields[f"h{len(f'{kb}:symbols:pmf')}:{kb}:symbols:pmfc"] == "-"
+    assert fields[f"h{len(f'{kb}:symbols:pmf')}:{kb}:symbols:pmfa"] == "=1"
+    assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
+    assert [p["future"] for p in watcher.cognition_predictions()] == [[]]
+    assert redis_client.exists(overlay_key(watcher.sid)) == 0
+    assert learner.cognition_predictions() == as_json(learner.reference.state.predictions)
