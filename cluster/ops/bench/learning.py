@@ -6,7 +6,8 @@
 Phases: a streamed bulk load of the corpus (Arrow IPC, rows/s, server CPU per pattern); the learn call after a
 few observes (p50/p99); learning through observe + learn from 1 and from 8 clients (patterns/s, server CPU per
 pattern); an observe-sequence of 15 one-token observations with ``learn_at_end`` (the call text trainers make
-per chunk); then 10,000 single learns and the ClickHouse parts they left (inserts stay bounded).
+per chunk), in one session and in a new session per call; then 10,000 single learns and the ClickHouse parts
+they left (inserts stay bounded).
 """
 
 from __future__ import annotations
@@ -79,8 +80,11 @@ def run(url: str, opts: LearnBench, service_pid: int | None) -> None:
         print(f"observe + learn, {clients} client(s): {done / opts.seconds:,.1f} patterns/s; "
               f"{cpu.per(before, done)}")
     if opts.sequences:
+        trainer = session(http, url)
+        samples = [sequence_once(http, url, fresh, trainer) for _ in range(opts.sequences)]
+        print(describe("observe-sequence of 15 one-token observations, learn_at_end, one session", samples))
         samples = [sequence_once(http, url, fresh) for _ in range(opts.sequences)]
-        print(describe("observe-sequence of 15 one-token observations, learn_at_end", samples))
+        print(describe("the same, a new session per call", samples))
     if opts.single_learns:
         single_learns(http, url, fresh, opts.single_learns)
 
@@ -142,8 +146,10 @@ def learning_rate(url: str, fresh: Fresh, clients: int, seconds: float) -> int:
     return sum(counts)
 
 
-def sequence_once(http: requests.Session, url: str, fresh: Fresh) -> float:
-    base = session(http, url)
+def sequence_once(http: requests.Session, url: str, fresh: Fresh, base: str | None = None) -> float:
+    """One observe-sequence call; in ``base`` as a trainer's loop makes them (the next call replaces the pending
+    observe-time predictions of this one, so they are never computed), or in a new session (they are, after)."""
+    base = base or session(http, url)
     tokens = [s for event in fresh.next() for s in event][:15]
     body: dict[str, Any] = {"observations": [{"strings": [t]} for t in tokens], "learn_at_end": True}
     start = time.perf_counter()
