@@ -46,11 +46,16 @@ class KatoIngress:
         attach_observability(holder, client, redis_url, self.settings)
 
 
-def ingress_application(settings: Settings, redis_url: str) -> serve.Application:
-    """The Serve application with the ingress autoscaling settings."""
-    autoscaling = {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
-                   "target_ongoing_requests": settings.target_ongoing_requests}
-    deployment = KatoIngress.options(autoscaling_config=autoscaling)  # type: ignore[attr-defined]  # @serve.deployment
+def ingress_application(settings: Settings, redis_url: str, autoscaling: dict[str, Any] | None = None,
+                        actor_options: dict[str, Any] | None = None) -> serve.Application:
+    """The Serve application with the ingress autoscaling settings (``autoscaling`` and ``actor_options``, as a
+    Serve config's deployment gives them, win over the settings')."""
+    autoscaling = autoscaling or {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
+                                  "target_ongoing_requests": settings.target_ongoing_requests}
+    options: dict[str, Any] = {"autoscaling_config": autoscaling}
+    if actor_options:
+        options["ray_actor_options"] = actor_options
+    deployment = KatoIngress.options(**options)  # type: ignore[attr-defined]  # @serve.deployment
     return deployment.bind(settings.as_dict(), redis_url)
 
 

@@ -518,3 +518,22 @@ def test_compose_check_rejects_broken_copies(mutate: Callable[[dict], None]):
     mutate(compose)
     with pytest.raises((AssertionError, AttributeError, KeyError, ValueError)):
         check_compose(compose, *_compose_args())
+
+
+def test_the_fake_autoscaling_cluster_is_generated_from_ray_config():
+    """``bench autoscale`` runs the autoscaler on a config made from ray_config.yaml: valid for Ray's schema, the
+    same cluster, node types and upscaling speed, and room for serve_config.yaml's replicas (one CPU each)."""
+    from cluster.ops.bench.autoscale import deploy_files, fake_cluster_config
+
+    ray_config, deployment = deploy_files()
+    fake = fake_cluster_config(ray_config, deployment, "127.0.0.1:6391", 0.2)
+    jsonschema.validate(fake, ray_schema())
+    assert fake["provider"]["type"] == "fake_multinode"
+    assert (fake["cluster_name"], fake["head_node_type"], fake["upscaling_speed"]) == (
+        ray_config["cluster_name"], ray_config["head_node_type"], ray_config["upscaling_speed"])
+    assert set(fake["available_node_types"]) <= set(ray_config["available_node_types"])
+    assert len(fake["available_node_types"]) == 2
+    cpus = sum(t["resources"]["CPU"] * max(1, t.get("max_workers", 0)) for t in fake["available_node_types"].values())
+    replicas = deployment["autoscaling_config"]["max_replicas"]
+    assert cpus == replicas * deployment["ray_actor_options"]["num_cpus"]  # the maximum fits, exactly
+    assert fake["max_workers"] <= ray_config["max_workers"]

@@ -179,3 +179,19 @@ def bench_node_loss(patterns_per_shard: int = typer.Option(100_000, "--patterns-
     from cluster.ops.bench.node_loss import NodeLossBench, main
 
     main(NodeLossBench(patterns_per_shard, shards, workers, queries, report=report))
+
+
+@bench_app.command("autoscale")
+def bench_autoscale(clients: int = typer.Option(48, min=1, help="Concurrent clients asking for predictions."),
+                    patterns: int = typer.Option(2000, min=1, help="Patterns loaded before the load starts."),
+                    port: int = typer.Option(8795, help="HTTP port of the Serve application."),
+                    gcs_port: int = typer.Option(6391, help="Port of the fake cluster's head (GCS)."),
+                    max_replicas: int = typer.Option(None, min=2, help="Ingress replicas at most; default: "
+                                                                       "serve_config.yaml's.")) -> None:
+    """The Ray autoscaler seen working: a fake multi-node cluster generated from ray_config.yaml, the Serve
+    application of serve_config.yaml, load until the replicas and nodes are at their maximum, then none until
+    both are back at their minimum. Prints the replica and node counts every second; exit 1 if they did not
+    scale up and back down."""
+    from cluster.ops.bench.autoscale import AutoscaleBench, main
+
+    raise typer.Exit(main(AutoscaleBench(clients, patterns, port=port, gcs_port=gcs_port, max_replicas=max_replicas)))
