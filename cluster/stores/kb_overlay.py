@@ -5,7 +5,8 @@ as it was when the observe answered. A learn does not wait for that: its commit 
 one Lua step) writes, for every session with a pending record on the KB, the value each key or hash field had
 before the learn changed it, into that session's overlay hash ``kato:session_pending_overlay:{session id}``. The
 first value written for a field wins (HSETNX), so after any number of learns the overlay holds the values of the
-observe's moment. The overlay lives and dies with its pending record (replaced, settled, deleted, expired).
+observe's moment. The overlay lives and dies with its pending record (replaced, settled, deleted, expired). A
+record not stored yet has its overlay under ``kato:session_pending_overlay_next:{session id}`` until it is.
 
 Fields of the overlay hash (bytes; ``len`` is the byte length of the key):
 - ``s{key}``: a string key (``SET``/``INCRBY``);
@@ -21,12 +22,21 @@ from collections.abc import Mapping
 from cluster.stores.kb_keys import KBKeys
 
 OVERLAY_PREFIX = "kato:session_pending_overlay:"
+NEXT_OVERLAY_PREFIX = "kato:session_pending_overlay_next:"
 ABSENT = b"-"
 RECORD_FIELD = b"@record"  # the id of the pending record the overlay belongs to
 
 
 def overlay_key(session_id: str) -> str:
+    """The overlay of the session's stored pending record."""
     return f"{OVERLAY_PREFIX}{session_id}"
+
+
+def next_overlay_key(session_id: str) -> str:
+    """The overlay of a record a request has made but not stored yet (an observe-sequence that learns): its own
+    key, so that the stored record, still pending and perhaps being computed, keeps its overlay; the session's
+    save moves it into place."""
+    return f"{NEXT_OVERLAY_PREFIX}{session_id}"
 
 
 def _string_field(key: str) -> bytes:

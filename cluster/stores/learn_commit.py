@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from cluster.stores.kb_keys import KBKeys
-from cluster.stores.kb_overlay import OVERLAY_PREFIX, overlay_key
+from cluster.stores.kb_overlay import NEXT_OVERLAY_PREFIX, OVERLAY_PREFIX, next_overlay_key
 from cluster.stores.pattern_log import LogAppend
 from cluster.stores.sessions import DEFAULT_TTL_SECONDS, kb_pending_key
 from schema.errors import ServiceUnavailable, StaleShardMap
@@ -68,7 +68,6 @@ for _, guard in ipairs(plan.guards) do
     if guard[1] == 'field_equal' and redis.call('hget', guard[2], guard[3]) ~= guard[4] then return 2 end
 end
 local overlays = {}
-local own_key = plan.own and plan.own[1] or ''
 if plan.snap > 0 then
     if plan.own then
         if redis.call('hget', plan.own[1], '@record') ~= plan.own[2] then
@@ -76,11 +75,13 @@ if plan.snap > 0 then
             redis.call('hset', plan.own[1], '@record', plan.own[2])
             redis.call('expire', plan.own[1], plan.own[3])
         end
-        table.insert(overlays, plan.own[1])
+        redis.call('sadd', plan.overlay[1], plan.own[4])
     end
     for _, sid in ipairs(redis.call('smembers', plan.overlay[1])) do
-        local key = plan.overlay[2] .. sid
-        if key ~= own_key and redis.call('exists', key) == 1 then table.insert(overlays, key) end
+        for p = 2, 3 do
+            local key = plan.overlay[p] .. sid
+            if redis.call('exists', key) == 1 then table.insert(overlays, key) end
+        end
     end
 end
 for n, op in ipairs(plan.ops) do
@@ -188,9 +189,9 @@ class LearnCommit:
             new = self._replay(state, patterns, persistence)
             plan = self._plan(keys, state, patterns, new, persistence)
             plan["snap"] = len(plan["ops"])  # the statistics writes: pending observes keep what they overwrite
-            plan["overlay"] = [kb_pending_key(kb_id), OVERLAY_PREFIX]
-            if view is not None:
-                plan["own"] = [overlay_key(view[0]), view[1], DEFAULT_TTL_SECONDS]  # the session's save sets its TTL
+            plan["overlay"] = [kb_pending_key(kb_id), OVERLAY_PREFIX, NEXT_OVERLAY_PREFIX]
+            if view is not None:  # the session's save moves this overlay into place and sets its TTL
+                plan["own"] = [next_overlay_key(view[0]), view[1], DEFAULT_TTL_SECONDS, view[0]]
             if guard is not None:
                 plan["guards"] = [list(check) for check in guard.checks]
                 plan["ops"].extend(list(op) for op in guard.ops)

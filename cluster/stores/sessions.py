@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import redis
 
-from cluster.stores.kb_overlay import KBOverlay, overlay_key
+from cluster.stores.kb_overlay import KBOverlay, next_overlay_key, overlay_key
 from schema.errors import SessionLockLost, SessionLockTimeout
 
 SESSION_PREFIX = "kato:session:"
@@ -72,7 +72,8 @@ return {1, redis.call('get', KEYS[2])}
 """
 # Store a session record with its side keys (see ``SessionStore.save``) and, when ARGV[1] names our lock token,
 # release that lock in the same step; nothing is written (0) when the lock is no longer ours. A pending record
-# (ARGV[7] its id) gets its overlay (``cluster.stores.kb_overlay``): kept if a learn of this request made it already.
+# (ARGV[7] its id) gets its overlay (``cluster.stores.kb_overlay``): the one a learn of this request made for it
+# (KEYS[9]), else a new one.
 _SAVE = """
 local token = ARGV[1]
 if token ~= '' and redis.call('get', KEYS[7]) ~= token then
@@ -83,7 +84,9 @@ redis.call('set', KEYS[1], ARGV[2], 'EX', ttl)
 if ARGV[4] == 'pending' then
     redis.call('set', KEYS[2], ARGV[5], 'EX', ttl)
     redis.call('del', KEYS[3])
-    if redis.call('hget', KEYS[8], '@record') ~= ARGV[7] then
+    if redis.call('hget', KEYS[9], '@record') == ARGV[7] then
+        redis.call('rename', KEYS[9], KEYS[8])
+    elseif redis.call('hget', KEYS[8], '@record') ~= ARGV[7] then
         redis.call('del', KEYS[8])
         redis.call('hset', KEYS[8], '@record', ARGV[7])
     end
@@ -261,7 +264,8 @@ class SessionStore:
             mode, payload, kb_pending = "keep", b"", KB_PENDING_PREFIX
         record = json.dumps({k: v for k, v in session.items() if k not in _APART})
         keys = [session_key(sid), pending_key(sid), predictions_key(sid), kb_pending, ACTIVE_INDEX,
-                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}", overlay_key(sid)]
+                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}", overlay_key(sid),
+                next_overlay_key(sid)]
         return bool(self._save(keys=keys, args=[token, record, ttl, mode, payload, sid, record_id]))
 
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
@@ -288,7 +292,7 @@ class SessionStore:
         pipe.delete(session_key(session_id))
         pipe.srem(ACTIVE_INDEX, session_id)
         pipe.delete(predictions_key(session_id))
-        pipe.delete(pending_key(session_id), overlay_key(session_id))
+        pipe.delete(pending_key(session_id), overlay_key(session_id), next_overlay_key(session_id))
         deleted = bool(pipe.execute()[0])
         if raw is not None:  # drop the node pointer only if it still points at this session
             node_key = node_active_key(json.loads(_text(raw))["node_id"])

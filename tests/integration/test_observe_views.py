@@ -14,13 +14,16 @@ import pytest
 
 from actors.stored_shard import FlushPolicy
 from cluster.ops.local import local_shard_factory
-from cluster.stores.kb_overlay import overlay_key
+from cluster.stores.kb_overlay import next_overlay_key, overlay_key
 from cluster.stores.redis_kb import RedisKB
-from cluster.stores.sessions import SessionStore
+from cluster.stores.sessions import SessionStore, predictions_key
 from cluster.stores.shard_map import ShardMapStore
 from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
+from schema.learning import make_pattern
 from schema.placement import ShardMap
+from schema.rules.query import QueryOptions
 from schema.rules.reference_kato import ReferenceKato, ReferenceSession
+from schema.rules.session_logic import PendingView
 from serve_app.cluster_backend import ClusterBackend
 from serve_app.local_shards import LocalShards
 from serve_app.pending_predictions import SettleWorker
@@ -153,3 +156,37 @@ def test_a_learn_keeps_the_overwritten_values_for_the_pending_observe_only(servi
     assert [p["future"] for p in watcher.cognition_predictions()] == [[]]
     assert redis_client.exists(overlay_key(watcher.sid)) == 0
     assert learner.cognition_predictions() == as_json(learner.reference.state.predictions)
+
+
+def test_a_stored_record_computed_while_a_request_learns_keeps_its_view_and_the_next_one_keeps_its_own(
+        service, redis_client):
+    """An observe-sequence's learn runs while the session's stored record is still pending, and the background
+    worker may compute that record before the request stores its new one: each record keeps its own overlay, so
+    neither sees the pattern the request learned."""
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    kato = ReferenceKato()
+    pair = Pair(service, kato.session(node_id), node_id, {})
+    for events in (["a"], ["b"], ["c"]), (["a"], ["b"], ["d"]):
+        for event in events:
+            pair.observe({"strings": event})
+        pair.learn()
+    pair.observe({"strings": ["a"]})
+    pair.observe({"strings": ["b"]})  # the stored record: STM [a] [b]
+    kb = pair.reference.kb_id
+    options = QueryOptions.from_config({})
+    stm_next = [["a"], ["b"], ["e"]]
+    before_stored, _ = service.backend.predict(kb, [["a"], ["b"]], options)
+    before_next, _ = service.backend.predict(kb, stm_next, options)
+    learned = make_pattern([["a"], ["b"], ["e"]], [], [])
+    service.backend.learn(kb, learned, 5, PendingView(pair.sid, "next-record"))  # the request's learn
+    assert service.pending.settle(pair.sid)  # the worker gets to the stored record meanwhile
+    stored = json.loads(redis_client.get(predictions_key(pair.sid)))
+    assert stored == as_json(before_stored) and learned.name not in {p["name"] for p in stored}
+    state = service.sessions.get(pair.sid)
+    state["pending_predictions"] = {"record": "next-record", "unique_id": "u", "kb_id": kb, "stm": stm_next,
+                                    "config": {}}
+    service.sessions.save(state)  # the request stores its record, and the overlay its learn made
+    assert redis_client.exists(next_overlay_key(pair.sid)) == 0
+    assert redis_client.hget(overlay_key(pair.sid), "@record") == "next-record"
+    got = service.cognition_data(pair.sid)["cognition_data"]["predictions"]
+    assert got == as_json(before_next) and learned.name not in {p["name"] for p in got}
