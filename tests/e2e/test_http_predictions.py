@@ -13,12 +13,9 @@ import requests
 from schema.naming import kb_id_for
 from schema.rules.reference_kato import ReferenceKato
 from tests.e2e.kato_client import KatoClient
+from tests.unit.kato_helpers import as_json
 
 pytestmark = pytest.mark.integration
-
-
-def as_json(value):
-    return json.loads(json.dumps(value))
 
 
 def replay(base_url: str, seed: int, config: dict) -> None:

@@ -29,6 +29,7 @@ from serve_app.local_shards import LocalShards
 from serve_app.pending_predictions import SettleWorker
 from serve_app.service import KatoService
 from serve_app.topology import shard_ranges
+from tests.unit.kato_helpers import as_json
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +52,6 @@ def service(chdb_store, redis_client, pattern_log) -> Iterator[KatoService]:
     yield kato
     for shard in shards.shards.values():
         shard.stop_flusher()
-
-
-def as_json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
 
 
 def _observation(rng: random.Random) -> dict[str, Any]:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
+from typing import Any
 
 from schema.rules.reference_kato import ReferenceKato, ReferenceSession
 
 _counter = itertools.count()
+
+
+def as_json(value: Any) -> Any:
+    """``value`` as it comes back from JSON (tuples as lists, keys as strings)."""
+    return json.loads(json.dumps(value))
 
 
 def new_session(kato: ReferenceKato | None = None, **config) -> ReferenceSession:

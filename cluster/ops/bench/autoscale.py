@@ -35,6 +35,7 @@ import requests
 import yaml
 
 from cluster.ops.bench.learning import stream_load
+from cluster.ops.bench.processes import processes, with_descendants
 from cluster.ops.bench.workloads import STANDARD_CONFIG, standard_patterns, standard_queries
 from cluster.ops.embedded_redis import EmbeddedRedis
 from cluster.ops.launcher import project_root
@@ -130,22 +131,8 @@ class FakeCluster:
 
 
 def end_processes_mentioning(text: str) -> int:
-    table: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            continue
-        table[int(entry)] = (parent, args)
-    chosen = {pid for pid, (_, args) in table.items() if text in args and pid != os.getpid()}
-    grown = True
-    while grown:
-        before = len(chosen)
-        chosen |= {pid for pid, (parent, _) in table.items() if parent in chosen}
-        grown = len(chosen) > before
+    table = processes(with_args=True)
+    chosen = with_descendants((pid for pid, p in table.items() if text in p.args and pid != os.getpid()), table)
     for pid in chosen:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -12,19 +12,18 @@ they left (inserts stay bounded).
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import requests
 
+from cluster.ops.bench.processes import processes, with_descendants
 from cluster.ops.bench.workloads import standard_patterns
 from cluster.ops.launcher import start_detached, stop_detached
 from cluster.ops.transfer import IpcChunks
@@ -200,27 +199,12 @@ class ServiceCpu:
 
     def __init__(self, root_pid: int | None) -> None:
         self.root = root_pid
-        self.tick = os.sysconf("SC_CLK_TCK")
 
     def seconds(self) -> float | None:
         if self.root is None:
             return None
-        children: dict[int, list[int]] = {}
-        times: dict[int, float] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-                times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / self.tick
-        total, todo = 0.0, [self.root]
-        while todo:
-            pid = todo.pop()
-            total += times.get(pid, 0.0)
-            todo.extend(children.get(pid, []))
-        return total
+        table = processes()
+        return sum(table[pid].cpu_seconds for pid in with_descendants([self.root], table) if pid in table)
 
     def per(self, before: float | None, patterns: int) -> str:
         after = self.seconds()
