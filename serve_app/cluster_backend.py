@@ -75,8 +75,6 @@ class ClusterBackend:
     """``ranges`` are the shards' ranges when there is no saved shard map (``maps``: the map in Redis, which a
     reshard changes; without it the ranges never change)."""
 
-    keeps_views = True
-
     def __init__(self, shards: ClusterShards, ranges: Sequence[BucketRange], redis_kb: RedisKB,
                  vector_store: VectorStore | None = None, index_wait: float = 60.0, log_keys: LogKeys | None = None,
                  maps: ShardMapStore | None = None):

@@ -19,12 +19,12 @@ class MemoryBackend:
     kbs: dict[str, MemoryKB] = field(default_factory=dict)
     vectors: dict[str, VectorSpace] = field(default_factory=dict)
     pending_vectors: dict[str, list[tuple[str, list[float]]]] = field(default_factory=dict)
-    keeps_views = False  # a pending observe's predictions are computed before a learn changes the KB
 
     def kb(self, kb_id: str) -> MemoryKB:
         return self.kbs.setdefault(kb_id, MemoryKB())
 
     def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int, view: PendingView | None = None) -> None:
+        """No ``view`` to keep: this backend predicts inside every observe (it is never asked to defer)."""
         self.kb(kb_id).learn(pattern, persistence)
 
     def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions

@@ -31,12 +31,11 @@ class PendingView:
 
 
 class KnowledgeBackend(Protocol):
-    keeps_views: bool
-    """Whether a learn keeps what it overwrites for the pending observes (``learn``'s ``view`` and every one
-    stored), so their predictions can be computed after it; else they are computed before it."""
-
     def learn(self, kb_id: str, pattern: LearnedPattern, persistence: int, view: PendingView | None = None
-              ) -> None: ...
+              ) -> None:
+        """``view``: the learning session's observe whose predictions were deferred (``defer_predictions``); the
+        backend keeps the KB as that observe saw it, for them."""
+        ...
 
     def predict(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
@@ -62,19 +61,8 @@ def learn(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBack
     return _learn_stm(state, config, backend, kb_id) or ""
 
 
-def settle_own_predictions(state: SessionState, backend: KnowledgeBackend) -> None:
-    """Compute the session's pending observe-time predictions now (before anything changes the KB), unless the
-    backend's learns keep the KB as they saw it."""
-    pending = state.pending_predictions
-    if pending is not None and not backend.keeps_views:
-        state.predictions, _ = backend.predict(pending["kb_id"], pending["stm"],
-                                               QueryOptions.from_config(pending["config"]))
-        state.pending_predictions = None
-
-
 def _learn_stm(state: SessionState, config: Mapping[str, Any], backend: KnowledgeBackend, kb_id: str
                ) -> str | None:
-    settle_own_predictions(state, backend)  # KATO computed them at observe time, before this learn
     backend.flush_vectors(kb_id)  # every call of the learn routine, whether or not a pattern results (§5.3)
     pattern = make_pattern(state.stm, state.emotives_accumulator, state.metadata_accumulator)
     state.stm = []
@@ -110,7 +98,8 @@ def observe(state: SessionState, observation: ObservationData, config: Mapping[s
     """One observation: build the event, append it, predict, then the auto-learn check.
 
     ``defer_predictions`` records what to predict from (``state.pending_predictions``) instead of predicting:
-    the caller computes them later, before the KB changes (``serve_app.pending_predictions``)."""
+    the caller computes them later, over the KB as this observe saw it (a learn passes the record to the backend
+    as its ``view``; ``serve_app.pending_predictions``)."""
     unique_id = unique_id or f"obs-{uuid.uuid4().hex}"
     summed = vector_sum(observation.vectors) if observation.vectors else None  # VectorLengthError: 400, no change
     state.time += 1
