@@ -299,9 +299,8 @@ class StoredShard:
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
               version: int | None = None) -> LocalTop:
         assert self.ranges is not None
-        owned = self.ranges.owned(version)
-        with self._index_lock:
-            return self.shard.query(kb_id, stm, options, owned)
+        with self._index_lock:  # the range and the rows as of one moment: ``finish_move`` drops and settles at once
+            return self.shard.query(kb_id, stm, options, self.ranges.owned(version))
 
     def drop_kb(self, kb_id: str) -> None:
         """clear-all of one KB: its rows in the store, its log on this shard, its index."""
@@ -315,9 +314,8 @@ class StoredShard:
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         assert self.ranges is not None
-        owned = self.ranges.owned_now()
         with self._index_lock:
-            return self.shard.export(kb_id, owned)
+            return self.shard.export(kb_id, self.ranges.owned_now())
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         with self._index_lock:
@@ -325,7 +323,8 @@ class StoredShard:
 
     def count(self, kb_id: str) -> int:
         assert self.ranges is not None
-        return self.shard.count(kb_id, self.ranges.owned_now())
+        with self._index_lock:
+            return self.shard.count(kb_id, self.ranges.owned_now())
 
     def stats(self) -> ShardStats:
         assert self.ranges is not None

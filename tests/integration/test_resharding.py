@@ -233,6 +233,42 @@ def test_a_split_moves_the_rows_to_their_new_owner_and_the_old_one_drops_them(cl
     assert_exactly_once(cluster, kb_id, reference)
 
 
+def test_a_query_routed_by_the_old_map_never_misses_what_a_source_drops_meanwhile(cluster_of, make_kb_id):
+    """A query by the old map reaches a source shard just as the clean-up drops what it gave away: the shard
+    decides which range to answer for under the same lock as the rows, so the query either sees the rows or
+    hears that its map is stale (and asks again); it never gets the old range without the rows."""
+    cluster = cluster_of(2)
+    kb_id = make_kb_id()
+    learn_corpus(cluster.backend, kb_id, 200, seed=4)
+    old_version = cluster.maps.load().version
+    stm = [["w1", "w2"], ["w3"]]
+    expected = sum(top.total for top in cluster.shards.query_many(kb_id, stm, OPTIONS, old_version))
+    outcomes: list[object] = []
+
+    def query_by_the_old_map() -> None:
+        try:
+            outcomes.append(sum(top.total for top in cluster.shards.query_many(kb_id, stm, OPTIONS, old_version)))
+        except StaleShardMap as error:
+            outcomes.append(error)
+
+    class DroppingWhileQueried(Resharder):
+        def _clean_up(self, started: ShardMap, switched: ShardMap) -> None:
+            sources = [cluster.shards.shards[sid] for sid in sorted({t.src for t in started.moving})]
+            for shard in sources:
+                shard._index_lock.acquire()
+            worker = threading.Thread(target=query_by_the_old_map)
+            worker.start()
+            time.sleep(0.3)  # the query is at the sources' locks now
+            super()._clean_up(started, switched)  # the drop re-enters the lock this thread holds
+            for shard in sources:
+                shard._index_lock.release()
+            worker.join(timeout=30)
+
+    DroppingWhileQueried(cluster.shards, cluster.maps).reshard(3)
+    assert expected > 0 and len(outcomes) == 1
+    assert isinstance(outcomes[0], StaleShardMap) or outcomes[0] == expected, outcomes
+
+
 def test_a_merge_retires_the_shard_and_its_logs(cluster_of, make_kb_id, redis_client):
     cluster = cluster_of(3)
     kb_id = make_kb_id()
