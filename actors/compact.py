@@ -93,12 +93,12 @@ def compact_candidates(index: KBIndex, locals_: np.ndarray, state_ids: np.ndarra
     token_ids = index.tokens.view()[gathered_rows(index.offsets.view(), locals_)]
     used, local_tokens = np.unique(token_ids, return_inverse=True)
     symbols = index.vocabulary.symbols
-    event_counts = index.event_offsets.view()[locals_ + 1] - index.event_offsets.view()[locals_]
-    lengths = index.lengths.view()[locals_].astype(np.int64)
+    event_counts = index.event_offsets.view()[locals_ + 1].astype(np.int64) - index.event_offsets.view()[locals_]
+    lengths = index.lengths_of(locals_)
     return CompactCandidates(
         symbols=[symbols[t] for t in used.tolist()],
         tokens=local_tokens.astype(np.int32),
         token_starts=np.concatenate(([0], np.cumsum(lengths))),
-        event_sizes=index.event_sizes.view()[gathered_rows(index.event_offsets.view(), locals_)],
+        event_sizes=index.event_sizes.view()[gathered_rows(index.event_offsets.view(), locals_)].astype(np.int64),
         event_starts=np.concatenate(([0], np.cumsum(event_counts))),
         blocks=blocks, block_starts=block_starts, extras=extras, similarities=sims)

@@ -37,7 +37,7 @@ def _apply(stage: str, index: KBIndex, rows: VocabularyRows, pool: np.ndarray, s
     known = state_ids[state_ids >= 0]
     if stage == "length":
         lo, hi = params.length_bounds(len(state))
-        lengths = index.lengths.view()[pool]
+        lengths = index.lengths_of(pool)
         return pool[(lengths >= lo) & (lengths <= hi)]
     if stage == "jaccard":
         inter = index.shared_token_counts(known)[pool]

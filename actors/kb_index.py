@@ -6,14 +6,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from actors.columns import GrowableArray, Vocabulary
+from actors.columns import GrowableArray, NarrowArray, Vocabulary
 from actors.lsh import MinhashIndex, VocabularyRows
+from actors.pattern_names import PatternNames
 from schema.placement import pattern_buckets
 
-POSTING = np.dtype([("pattern", np.int64), ("count", np.int32), ("event_size", np.int32), ("length", np.int32)])
-"""An inverted-index entry: a pattern holding the token, how often, the size of the event of its first
-occurrence, and the pattern's length: enough to score a pattern whose only state token is this one without
-reading the pattern."""
+POSTING = np.dtype([("pattern", np.uint32), ("detail", np.uint8)])
+"""An inverted-index entry (5 bytes): a pattern holding the token and a detail byte: ``REPEATED`` when the token
+occurs more than once in the pattern, plus the size of the event of its first occurrence (``EVENT_SIZE_ESCAPE``
+when that does not fit). With the pattern's length that is enough to score a pattern whose only state token is
+this one without reading it."""
+REPEATED = 0x80
+EVENT_SIZE_ESCAPE = 0x7F
+"""An event size meaning "127 or more": such a pattern is scored by the general kernel instead."""
+TOKEN_IDS = (np.uint16, np.int32)
+OFFSETS = (np.uint32, np.int64)
+SIZES = (np.uint8, np.uint16, np.int32)
 
 
 class KBIndex:
@@ -26,99 +34,98 @@ class KBIndex:
 
     def __init__(self, vocabulary: Vocabulary):
         self.vocabulary = vocabulary
-        self.names: list[str] = []
-        self.local_ids: dict[str, int] = {}
-        self.tokens = GrowableArray(np.int32, 1024)
-        self.offsets = GrowableArray(np.int64, 256)
+        self.patterns = PatternNames()
+        self.tokens = NarrowArray(TOKEN_IDS, 1024)
+        self.offsets = NarrowArray(OFFSETS, 256)
         self.offsets.append(0)
-        self.event_sizes = GrowableArray(np.int32, 512)
-        self.event_offsets = GrowableArray(np.int64, 256)
+        self.event_sizes = NarrowArray(SIZES, 512)
+        self.event_offsets = NarrowArray(OFFSETS, 256)
         self.event_offsets.append(0)
-        self.lengths = GrowableArray(np.int32, 256)
-        self.distinct_counts = GrowableArray(np.int32, 256)
+        self.distinct_counts = NarrowArray(SIZES, 256)
         self.buckets = GrowableArray(np.uint16, 256)  # each pattern's home bucket (which shard owns it)
         self.minhash: MinhashIndex | None = None
         self.postings: dict[int, GrowableArray] = {}  # token id → POSTING entries, by pattern
         self.first_token: dict[int, GrowableArray] = {}
         self._joined: list[str] | None = None
-        self._names_array: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.patterns)
 
     def __contains__(self, name: str) -> bool:
-        return name in self.local_ids
+        return self.patterns.get(name) is not None
 
     def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]],
             buckets: Sequence[int] | None = None) -> int:
         """Add patterns not yet present (with their home buckets, computed when not given); returns how many
-        were new."""
+        were new. Names are bare 40-hex pattern hashes (ValueError otherwise)."""
+        held = len(self.patterns)
+        ids = self.patterns.add(names)
+        new_ids, picked = np.unique(ids[ids >= held], return_index=True)
+        if not new_ids.shape[0]:
+            return 0
+        picked = np.flatnonzero(ids >= held)[picked].tolist()
         vocab = self.vocabulary
-        new_ids: list[int] = []
-        picked: list[int] = []
         flat_tokens: list[int] = []
         pattern_lengths: list[int] = []
         event_sizes: list[int] = []
         event_counts: list[int] = []
-        for position, (name, events) in enumerate(zip(names, events_list)):
-            if name in self.local_ids:
-                continue
-            local = len(self.names)
-            self.local_ids[name] = local
-            self.names.append(name)
-            new_ids.append(local)
-            picked.append(position)
+        for position in picked:
+            events = events_list[position]
             before = len(flat_tokens)
             for event in events:
                 event_sizes.append(len(event))
                 flat_tokens.extend(vocab.add(s) for s in event)
             pattern_lengths.append(len(flat_tokens) - before)
             event_counts.append(len(events))
-        if not new_ids:
-            return 0
-        tokens = np.asarray(flat_tokens, dtype=np.int32)
+        tokens = np.asarray(flat_tokens, dtype=np.int64)
         lengths = np.asarray(pattern_lengths, dtype=np.int64)
-        base = self.offsets.view()[-1]
         self.tokens.extend(tokens)
-        self.offsets.extend(base + np.cumsum(lengths))
-        self.lengths.extend(lengths)
-        self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int32))
-        self.event_offsets.extend(self.event_offsets.view()[-1] + np.cumsum(np.asarray(event_counts)))
-        owners = np.repeat(np.asarray(new_ids, dtype=np.int64), lengths)
-        distinct_owners = self._index_postings(tokens, owners, lengths, np.asarray(event_sizes, dtype=np.int64))
-        self.distinct_counts.extend(np.bincount(distinct_owners - new_ids[0], minlength=len(new_ids)))
+        self.offsets.extend(int(self.offsets.view()[-1]) + np.cumsum(lengths))
+        self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int64))
+        self.event_offsets.extend(int(self.event_offsets.view()[-1]) + np.cumsum(np.asarray(event_counts)))
+        owners = np.repeat(new_ids, lengths)
+        distinct_owners = self._index_postings(tokens, owners, np.asarray(event_sizes, dtype=np.int64))
+        self.distinct_counts.extend(np.bincount(distinct_owners - held, minlength=len(new_ids)))
         self.buckets.extend(np.asarray([buckets[i] for i in picked]) if buckets is not None
                             else pattern_buckets([events_list[i] for i in picked]))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         firsts = (np.where(lengths > 0, tokens[np.minimum(starts, len(tokens) - 1)], -1) if len(tokens)
                   else np.full(len(new_ids), -1))
-        for local, first in zip(new_ids, firsts.tolist()):
+        for local, first in zip(new_ids.tolist(), firsts.tolist()):
             if first >= 0:
-                self.first_token.setdefault(first, GrowableArray(np.int64, 4)).append(local)
+                self.first_token.setdefault(first, GrowableArray(np.uint32, 4)).append(local)
         if self._joined is not None:
-            self._joined.extend(" ".join(self.symbols_of(i)) for i in new_ids)
-        self._names_array = None
+            self._joined.extend(" ".join(self.symbols_of(i)) for i in new_ids.tolist())
         if self.minhash is not None:
             self.minhash.extend(self.tokens.view(), self.offsets.view())
         return len(new_ids)
 
-    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray, lengths: np.ndarray,
-                        event_sizes: np.ndarray) -> np.ndarray:
+    def _index_postings(self, tokens: np.ndarray, owners: np.ndarray, event_sizes: np.ndarray) -> np.ndarray:
         """Append each (token, pattern) pair once with its details; returns the owner of every distinct pair."""
         if tokens.shape[0] == 0:
             return np.empty(0, np.int64)
-        pair_keys = (tokens.astype(np.int64) << 32) | (owners - owners[0])
+        pair_keys = (tokens << 32) | (owners - owners[0])
         keys, first_at, counts = np.unique(pair_keys, return_index=True, return_counts=True)
         token_ids, pattern_ids = keys >> 32, owners[first_at]
         entries = np.empty(keys.shape[0], POSTING)
         entries["pattern"] = pattern_ids
-        entries["count"] = counts
-        entries["event_size"] = np.repeat(event_sizes, event_sizes)[first_at]
-        entries["length"] = lengths[pattern_ids - owners[0]]
+        entries["detail"] = (np.minimum(np.repeat(event_sizes, event_sizes)[first_at], EVENT_SIZE_ESCAPE)
+                             | np.where(counts > 1, REPEATED, 0))
         cuts = np.flatnonzero(np.diff(token_ids)) + 1
         for token, chunk in zip(token_ids[np.concatenate(([0], cuts))].tolist(), np.split(entries, cuts)):
             self.postings.setdefault(token, GrowableArray(POSTING, 8)).extend(chunk)
         return pattern_ids
+
+    def names_of(self, ids: np.ndarray) -> list[str]:
+        return self.patterns.names(ids)
+
+    def local_of(self, name: str) -> int | None:
+        return self.patterns.get(name)
+
+    def lengths_of(self, ids: np.ndarray) -> np.ndarray:
+        """Token count of each of these patterns."""
+        offsets = self.offsets.view()
+        return offsets[ids + 1].astype(np.int64) - offsets[ids]
 
     def symbols_of(self, local: int) -> list[str]:
         offsets = self.offsets.view()
@@ -148,13 +155,8 @@ class KBIndex:
     def joined(self) -> list[str]:
         """Space-joined pattern strings for character-mode similarity (built on first use)."""
         if self._joined is None:
-            self._joined = [" ".join(self.symbols_of(i)) for i in range(len(self.names))]
+            self._joined = [" ".join(self.symbols_of(i)) for i in range(len(self))]
         return self._joined
-
-    def names_array(self) -> np.ndarray:
-        if self._names_array is None:
-            self._names_array = np.array(self.names, dtype=object)
-        return self._names_array
 
     def containing_any(self, token_ids: np.ndarray) -> np.ndarray:
         """Local ids of the patterns sharing at least one of these (known) tokens."""
@@ -162,8 +164,8 @@ class KBIndex:
         if not lists:
             return np.empty(0, dtype=np.int64)
         if len(lists) == 1:
-            return lists[0].copy()
-        marked = np.zeros(len(self.names), dtype=np.bool_)
+            return lists[0].astype(np.int64)
+        marked = np.zeros(len(self), dtype=np.bool_)
         for posting in lists:
             marked[posting] = True
         return np.flatnonzero(marked)
@@ -179,7 +181,7 @@ class KBIndex:
 
     def starting_with(self, token_id: int) -> np.ndarray:
         found = self.first_token.get(token_id)
-        return np.sort(found.view()) if found is not None else np.empty(0, dtype=np.int64)
+        return np.sort(found.view()).astype(np.int64) if found is not None else np.empty(0, dtype=np.int64)
 
     def minhash_index(self, rows: VocabularyRows) -> MinhashIndex:
         """The KB's LSH index, built on first use and kept up to date by ``add`` afterwards."""
@@ -190,30 +192,39 @@ class KBIndex:
 
     def shared_token_counts(self, token_ids: np.ndarray) -> np.ndarray:
         """For every pattern, how many of these distinct (known) tokens it contains."""
-        counts = np.zeros(len(self.names), dtype=np.int64)
+        counts = np.zeros(len(self), dtype=np.int64)
         for entries in self._posting_views(token_ids):
             counts[entries["pattern"]] += 1
         return counts
 
     def all_ids(self) -> np.ndarray:
-        return np.arange(len(self.names), dtype=np.int64)
+        return np.arange(len(self), dtype=np.int64)
 
     def within(self, ids: np.ndarray, buckets: tuple[int, int]) -> np.ndarray:
         """Which of these patterns have their home bucket in ``lo..hi`` (a boolean mask)."""
         held = self.buckets.view()[ids]
         return (held >= buckets[0]) & (held <= buckets[1])
 
+    def trim(self) -> None:
+        """Give back the arrays' unused capacity (after a bulk load)."""
+        for array in (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.distinct_counts,
+                      self.buckets, *self.postings.values(), *self.first_token.values()):
+            array.trim()
+        self.patterns.trim()
+
     @property
     def nbytes(self) -> int:
-        arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.lengths, self.buckets)
-        postings = sum(p.nbytes for p in self.postings.values())
+        """Bytes held by the index's arrays (their capacity), names and lookup table included."""
+        arrays = (self.tokens, self.offsets, self.event_sizes, self.event_offsets, self.distinct_counts,
+                  self.buckets)
+        lists = sum(p.nbytes for p in self.postings.values()) + sum(f.nbytes for f in self.first_token.values())
         lsh = self.minhash.nbytes if self.minhash is not None else 0
-        return sum(a.nbytes for a in arrays) + postings + self.distinct_counts.nbytes + lsh
+        return sum(a.nbytes for a in arrays) + lists + self.patterns.nbytes + lsh
 
 
 def gathered_rows(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Positions ``offsets[r]:offsets[r + 1]`` of every row, concatenated in row order."""
-    starts, ends = offsets[rows], offsets[rows + 1]
+    starts, ends = offsets[rows].astype(np.int64), offsets[rows + 1].astype(np.int64)
     lengths = ends - starts
     shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return shift + np.arange(int(lengths.sum()))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from actors.kb_index import EVENT_SIZE_ESCAPE, REPEATED
+
 
 @njit(cache=True, nogil=True)
 def _lcs_into(a, b, prev, cur):
@@ -340,18 +342,19 @@ def token_rank(tokens, offsets, ev_sizes, ev_offsets, candidates, state, first_i
 
 
 @njit(cache=True, nogil=True)
-def posting_rank(patterns, counts, event_sizes, lengths, n_patterns, ls, cutoff):
+def posting_rank(patterns, details, offsets, n_patterns, ls, cutoff):
     """Score, from the postings of the state's tokens alone, every pattern with exactly one state-token position.
 
     The arguments are the concatenated posting entries (``kb_index.POSTING`` fields) of the distinct known state
-    tokens. Such a pattern has LCS 1 and one block; its present is the event holding that position, so its
-    similarity and pre-potential follow from the entry. Returns (ids, similarities, pre-potentials) of those
-    reaching ``cutoff``, and the ids of the other patterns sharing a token (for the general kernels).
+    tokens and the KB's token offsets. Such a pattern has LCS 1 and one block; its present is the event holding
+    that position, so its similarity and pre-potential follow from the entry and the pattern's length. Returns
+    (ids, similarities, pre-potentials) of those reaching ``cutoff``, and the ids of the other patterns sharing
+    a token (for the general kernels), among them those whose entry's event size is the escape value.
     """
     hits = np.zeros(n_patterns, np.int32)
     n = patterns.shape[0]
     for e in range(n):
-        hits[patterns[e]] += counts[e]
+        hits[patterns[e]] += 2 if details[e] & REPEATED else 1
     ids = np.empty(n, np.int64)
     sims = np.empty(n, np.float64)
     pre = np.empty(n, np.float64)
@@ -361,14 +364,16 @@ def posting_rank(patterns, counts, event_sizes, lengths, n_patterns, ls, cutoff)
     for e in range(n):
         p = patterns[e]
         h = hits[p]
-        if h == 1:
-            sim = _single_hit_similarity(lengths[e], ls)
+        size = details[e] & EVENT_SIZE_ESCAPE
+        if h == 1 and size != EVENT_SIZE_ESCAPE:
+            length = np.int64(offsets[p + 1]) - np.int64(offsets[p])
+            sim = _single_hit_similarity(length, ls)
             if sim >= cutoff:
                 ids[n_single] = p
                 sims[n_single] = sim
-                pre[n_single] = _single_hit_pre(lengths[e], ls, event_sizes[e])
+                pre[n_single] = _single_hit_pre(length, ls, np.int64(size))
                 n_single += 1
-        elif h > 1:
+        elif h >= 1:
             general[n_general] = p
             n_general += 1
             hits[p] = -1

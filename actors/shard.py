@@ -114,6 +114,11 @@ class Shard:
     def drop_kb(self, kb_id: str) -> None:
         self.kbs.pop(kb_id, None)
 
+    def trim(self) -> None:
+        """Give back the unused capacity of every KB's index (after a bulk load)."""
+        for index in self.kbs.values():
+            index.trim()
+
     def count(self, kb_id: str, owned: Owned = None) -> int:
         index = self.kbs.get(kb_id)
         if index is None:
@@ -126,7 +131,7 @@ class Shard:
         if index is None:
             return []
         ids = index.all_ids() if owned is None else np.flatnonzero(index.within(index.all_ids(), owned))
-        return list(zip([index.names[i] for i in ids.tolist()], index.events_many(ids)))
+        return list(zip(index.names_of(ids), index.events_many(ids)))
 
     def keep_only(self, owned: tuple[int, int]) -> int:
         """Rebuild every KB's index without the patterns whose home bucket is outside ``owned`` (after their
@@ -138,14 +143,14 @@ class Shard:
             if keep.shape[0] == len(index):
                 continue
             fresh = KBIndex(self.vocabulary)
-            fresh.add([index.names[i] for i in keep.tolist()], index.events_many(keep),
-                      index.buckets.view()[keep].tolist())
+            fresh.add(index.names_of(keep), index.events_many(keep), index.buckets.view()[keep].tolist())
+            fresh.trim()
             self.kbs[kb_id] = fresh
         return dropped
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         index = self.kbs.get(kb_id)
-        local = None if index is None else index.local_ids.get(name)
+        local = None if index is None else index.local_of(name)
         return None if index is None or local is None else index.events_of(local)
 
     def stats(self, owned: Owned = None) -> ShardStats:
@@ -219,16 +224,15 @@ class Shard:
         if owned is not None and candidates.shape[0]:
             mine = index.within(candidates, owned)
             candidates, sims, pre = candidates[mine], sims[mine], pre[mine]
-        hidden = [local for name in options.hidden if (local := index.local_ids.get(name)) is not None]
-        if hidden and candidates.shape[0]:
-            seen = ~np.isin(candidates, np.array(hidden, np.int64))
+        hidden = index.patterns.find(list(options.hidden)) if options.hidden else np.empty(0, np.int64)
+        if hidden.shape[0] and candidates.shape[0]:
+            seen = ~np.isin(candidates, hidden[hidden >= 0])
             candidates, sims, pre = candidates[seen], sims[seen], pre[seen]
         if candidates.shape[0] == 0:
             return LocalRanking()
         order = self._top(index, candidates, sims, pre, 3 * options.max_predictions)
         ids = candidates[order]
-        return LocalRanking([index.names[i] for i in ids.tolist()], pre[order], sims[order], int(candidates.shape[0]),
-                            ids)
+        return LocalRanking(index.names_of(ids), pre[order], sims[order], int(candidates.shape[0]), ids)
 
     def _token_fields(self, index: KBIndex, candidates: np.ndarray, state_ids: np.ndarray, cutoff: float
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -249,8 +253,7 @@ class Shard:
         if entries.shape[0] == 0:
             return np.empty(0, np.int64), np.empty(0), np.empty(0)
         ids, sims, pre, general = kernels.posting_rank(
-            entries["pattern"], entries["count"], entries["event_size"], entries["length"], len(index),
-            state_ids.shape[0], cutoff)
+            entries["pattern"], entries["detail"], index.offsets.view(), len(index), state_ids.shape[0], cutoff)
         more_ids, more_sims, more_pre = self._token_fields(index, general, state_ids, cutoff)
         return np.concatenate((ids, more_ids)), np.concatenate((sims, more_sims)), np.concatenate((pre, more_pre))
 
@@ -290,8 +293,9 @@ class Shard:
         fuzzy = 0.0 if single else (options.fuzzy_token_threshold or 0.0)
         stm_events = [list(e) for e in stm]
         state_ids = self.vocabulary.lookup_state(state)
-        known = [(name, local) for name in names if (local := index.local_ids.get(name)) is not None]
-        locals_ = np.array([local for _, local in known], dtype=np.int64)
+        found = index.patterns.find(names)
+        known = [(name, local) for name, local in zip(names, found.tolist()) if local >= 0]
+        locals_ = found[found >= 0]
         if self._exact_tokens(options, len(state)):
             compact = compact_candidates(index, locals_, state_ids)
             kept = np.flatnonzero((compact.similarities >= cutoff) & ((compact.block_counts() > 0) | (cutoff <= 0.0)))
@@ -318,7 +322,7 @@ class Shard:
         """Token LCS ≤ min(|P|, |S|): drop patterns too long to reach the threshold (lossless)."""
         if not token_mode or candidates.shape[0] == 0:
             return candidates
-        lengths = index.lengths.view()[candidates].astype(np.float64)
+        lengths = index.lengths_of(candidates).astype(np.float64)
         best = 2.0 * np.minimum(lengths, state_len) / (lengths + state_len)
         return candidates[best >= cutoff - 1e-12]
 
@@ -348,6 +352,5 @@ class Shard:
         else:
             kth = np.partition(pre, candidates.shape[0] - limit)[candidates.shape[0] - limit]
             subset = np.flatnonzero(pre >= kth)
-        names = index.names_array()[candidates[subset]]
-        order = np.lexsort((names, -sims[subset], -pre[subset]))
+        order = np.lexsort((*index.patterns.sort_keys(candidates[subset]), -sims[subset], -pre[subset]))
         return subset[order[:limit]]

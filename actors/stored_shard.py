@@ -89,6 +89,8 @@ class StoredShard:
             for logged_kb, entries in self.log.pending(self.shard.shard_id):
                 if kb_id is None or logged_kb == kb_id:
                     added += self.index_table(_rows_of(entries))
+        with self._index_lock:
+            self.shard.trim()
         return added
 
     def index_table(self, table: pa.Table, waiting: bool = True) -> int:

@@ -36,16 +36,16 @@ def test_fields_kernel_equals_reference_extraction(patterns, stm):
     from schema.rules.matching import extract
 
     shard = Shard()
-    names = [f"p{i}" for i in range(len(patterns))]
+    names = [f"{i:040x}" for i in range(len(patterns))]
     shard.add("kb", names, patterns)
     index = shard.kb("kb")
     state_ids = shard.vocabulary.lookup_state([s for e in stm for s in e])
-    candidates = np.array([index.local_ids[n] for n in dict.fromkeys(names)], dtype=np.int64)
+    candidates = np.array([index.local_of(n) for n in names], dtype=np.int64)
     k, m, _np, ev, conf, snr, pre = candidate_fields(
         index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
         candidates, state_ids, np.zeros((1, 1), np.bool_), False)
     for position, local in enumerate(candidates.tolist()):
-        expected = extract(index.names[local], index.events_of(local), stm, 0.0)
+        expected = extract(names[local], index.events_of(local), stm, 0.0)
         assert (k[position], m[position]) == (expected.number_of_blocks, len(expected.matches))
         assert (ev[position], conf[position], snr[position]) == (expected.evidence, expected.confidence,
                                                                   expected.snr)
@@ -61,7 +61,7 @@ def test_token_rank_equals_general_kernels(patterns, stm, cutoff):
     from actors.shard import Shard
 
     shard = Shard()
-    shard.add("kb", [f"p{i}" for i in range(len(patterns))], patterns)
+    shard.add("kb", [f"{i:040x}" for i in range(len(patterns))], patterns)
     index = shard.kb("kb")
     arrays = (index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view())
     state_ids = shard.vocabulary.lookup_state([s for e in stm for s in e])
@@ -86,7 +86,7 @@ def test_posting_scores_equal_the_token_kernel(patterns, stm, cutoff, batches):
     from actors.shard import Shard
 
     shard = Shard()
-    names = [f"p{i}" for i in range(len(patterns))]
+    names = [f"{i:040x}" for i in range(len(patterns))]
     for part in range(batches):  # postings built over several add batches
         shard.add("kb", names[part::batches], patterns[part::batches])
     index = shard.kb("kb")
@@ -109,7 +109,7 @@ def test_materialized_candidates_equal_the_reference_extraction(patterns, stm, c
     from schema.rules.query import QueryOptions
 
     shard = Shard()
-    names = [f"p{i}" for i in range(len(patterns))]
+    names = [f"{i:040x}" for i in range(len(patterns))]
     shard.add("kb", names, patterns)
     asked = [*reversed(names), "unknown"]
     options = QueryOptions(recall_threshold=cutoff, use_token_matching=token_mode)
@@ -136,16 +136,16 @@ def test_fuzzy_fields_kernel_equals_reference_extraction(patterns, stm, threshol
     from schema.rules.matching import extract
 
     shard = Shard()
-    names = [f"p{i}" for i in range(len(patterns))]
+    names = [f"{i:040x}" for i in range(len(patterns))]
     shard.add("kb", names, patterns)
     index = shard.kb("kb")
     state = [s for e in stm for s in e]
-    candidates = np.array([index.local_ids[n] for n in dict.fromkeys(names)], dtype=np.int64)
+    candidates = np.array([index.local_of(n) for n in names], dtype=np.int64)
     k, m, _np, ev, conf, snr, pre = candidate_fields(
         index.tokens.view(), index.offsets.view(), index.event_sizes.view(), index.event_offsets.view(),
         candidates, shard.vocabulary.lookup_state(state), shard._fuzzy_hits(state, threshold), True)
     for position, local in enumerate(candidates.tolist()):
-        expected = extract(index.names[local], index.events_of(local), stm, 0.0, True, threshold)
+        expected = extract(names[local], index.events_of(local), stm, 0.0, True, threshold)
         assert (k[position], m[position]) == (expected.number_of_blocks, len(expected.matches))
         assert (ev[position], conf[position], snr[position]) == (expected.evidence, expected.confidence,
                                                                   expected.snr)
@@ -161,8 +161,9 @@ def test_materialized_split_moves_a_straddled_first_event_into_the_present():
 
     patterns = [[["a", "b"], ["c"]], [["x", "a", "b"], ["y"], ["c", "d"]], [["q"], ["r"]]]
     shard = Shard()
-    shard.add("kb", ["p0", "p1", "p2"], patterns)
-    got = shard.materialize("kb", [["b"], ["c"]], QueryOptions(recall_threshold=0.0), ["p0", "p1", "p2"])
+    names = [f"{i:040x}" for i in range(3)]
+    shard.add("kb", names, patterns)
+    got = shard.materialize("kb", [["b"], ["c"]], QueryOptions(recall_threshold=0.0), names)
     assert [(m.past, m.present, m.future) for m in got] == [
         ([], [["a", "b"], ["c"]], []), ([], [["x", "a", "b"], ["y"], ["c", "d"]], []), ([], [["q"], ["r"]], [])]
-    assert got == [extract(n, p, [["b"], ["c"]], 0.0) for n, p in zip(["p0", "p1", "p2"], patterns)]
+    assert got == [extract(n, p, [["b"], ["c"]], 0.0) for n, p in zip(names, patterns)]

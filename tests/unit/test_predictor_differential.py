@@ -90,11 +90,12 @@ def test_unknown_kb_and_empty_stm_give_nothing():
 
 def test_shard_adds_are_idempotent_and_counted():
     shard = Shard()
-    assert shard.add("kb", ["n1", "n2"], [[["a"], ["b"]], [["c", "d"]]]) == 2
-    assert shard.add("kb", ["n1"], [[["a"], ["b"]]]) == 0
+    n1, n2, n3, empty = (f"{i:040x}" for i in range(4))
+    assert shard.add("kb", [n1, n2], [[["a"], ["b"]], [["c", "d"]]]) == 2
+    assert shard.add("kb", [n1, n1], [[["a"], ["b"]], [["a"], ["b"]]]) == 0
     assert shard.count("kb") == 2 and shard.count("other") == 0
     assert shard.kb("kb").events_of(1) == [["c", "d"]]
     shard.drop_kb("kb")
     assert shard.count("kb") == 0
-    assert shard.add("kb", ["empty"], [[]]) == 1  # a pattern without tokens does not break the index
-    assert shard.add("kb", ["n3"], [[["z"]]]) == 1 and shard.kb("kb").starting_with(shard.vocabulary.ids["z"]).size
+    assert shard.add("kb", [empty], [[]]) == 1  # a pattern without tokens does not break the index
+    assert shard.add("kb", [n3], [[["z"]]]) == 1 and shard.kb("kb").starting_with(shard.vocabulary.ids["z"]).size

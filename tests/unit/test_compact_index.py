@@ -1,0 +1,133 @@
+"""The shard index's compact storage: names as digests, narrow arrays that widen, escaped posting details."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from actors.columns import GrowableArray, NarrowArray
+from actors.kb_index import EVENT_SIZE_ESCAPE
+from actors.pattern_names import PatternNames
+from actors.shard import Shard
+from cluster.ops.bench.workloads import standard_patterns
+from schema.learning import make_pattern
+from schema.rules.query import QueryOptions
+
+
+def hex_name(i: int) -> str:
+    return hashlib.sha1(str(i).encode()).hexdigest()
+
+
+def test_names_are_numbered_in_order_of_first_appearance_and_found_again():
+    names = PatternNames()
+    first = [hex_name(i) for i in range(5)]
+    assert names.add(first + [first[1]]).tolist() == [0, 1, 2, 3, 4, 1]
+    assert names.add([hex_name(9), first[3], hex_name(9)]).tolist() == [5, 3, 5]
+    assert len(names) == 6
+    assert names.find([first[4], hex_name(7), hex_name(9)]).tolist() == [4, -1, 5]
+    assert names.get(first[2]) == 2 and names.get(hex_name(8)) is None
+    assert names.names(np.array([5, 0, 3])) == [hex_name(9), first[0], first[3]]
+
+
+def test_the_table_grows_and_keeps_every_name():
+    names = PatternNames()
+    every = [hex_name(i) for i in range(20_000)]
+    for lo in range(0, len(every), 3_000):
+        names.add(every[lo:lo + 3_000])
+    assert names.find(every).tolist() == list(range(len(every)))
+    assert names.names(np.arange(len(every))) == every
+    assert names.find([hex_name(i) for i in range(20_000, 20_100)]).tolist() == [-1] * 100
+
+
+@pytest.mark.parametrize("bad", ["p0", "A" * 40, "g" * 40, "0" * 39, "0" * 41, "é" * 40, "00 " * 13 + "0"])
+def test_a_name_that_is_no_sha1_digest_is_refused_and_never_found(bad):
+    names = PatternNames()
+    with pytest.raises(ValueError, match="40 lowercase hex digits"):
+        names.add([hex_name(1), bad])
+    assert len(names) == 0
+    names.add([hex_name(1)])
+    assert names.find([bad, hex_name(1)]).tolist() == [-1, 0]
+    assert names.get(bad) is None
+
+
+def test_name_sort_keys_order_like_the_hex_text():
+    names = PatternNames()
+    every = [hex_name(i) for i in range(500)] + ["0" * 39 + "1", "0" * 40, "f" * 40, "0" * 38 + "10"]
+    ids = names.add(every)
+    order = np.lexsort(names.sort_keys(ids))
+    assert [every[i] for i in order.tolist()] == sorted(every)
+
+
+def test_a_narrow_array_widens_when_a_value_does_not_fit():
+    array = NarrowArray((np.uint8, np.uint16, np.int32), 4)
+    array.extend(np.array([1, 255]))
+    assert array.dtype == np.uint8
+    array.append(256)
+    array.extend(np.array([70_000, 3]))
+    assert array.dtype == np.int32 and array.view().tolist() == [1, 255, 256, 70_000, 3]
+    with pytest.raises(OverflowError):
+        array.append(2 ** 40)
+
+
+def test_a_growable_array_commits_what_a_kernel_wrote_and_trims_its_capacity():
+    array = GrowableArray(np.int64, 2)
+    buffer = array.reserve(10_000)
+    buffer[:3] = [7, 8, 9]
+    array.commit(3)
+    assert array.view().tolist() == [7, 8, 9] and array.nbytes >= 10_000 * 8
+    array.trim()
+    assert array.nbytes == 3 * 8 and array.view().tolist() == [7, 8, 9]
+    with pytest.raises(ValueError):
+        array.commit(4)
+
+
+def _predicted(shard: Shard, stm, threshold: float):
+    top = shard.query("kb", stm, QueryOptions(recall_threshold=threshold, max_predictions=50))
+    return list(zip(top.names, top.pre_potentials, top.similarities)), top.total
+
+
+def test_escaped_event_sizes_and_repeated_tokens_score_exactly_as_the_general_kernel():
+    """A posting detail holds event sizes up to 126 and one "repeated" bit: a pattern whose only state token
+    sits in an event of 127 symbols or more, or occurs hundreds of times, is scored by reading it, and both
+    routes give the same ranking."""
+    big_event = sorted(f"w{i:03d}" for i in range(300))
+    patterns = [[big_event, ["tail"]], [["w001"], ["x"]], [["w002"], ["w002"], ["y"]],
+                [["w003"]] * 300 + [["z"]], [[f"w{i:03d}" for i in range(126)], ["v"]]]
+    shard = Shard()
+    shard.add("kb", [hex_name(i) for i in range(len(patterns))], patterns)
+    index = shard.kb("kb")
+    details = np.concatenate([p.view()["detail"] for p in index.postings.values()])
+    assert (details & EVENT_SIZE_ESCAPE).max() == EVENT_SIZE_ESCAPE
+    for stm in ([["w001"], ["q"]], [["w002"], ["q"]], [["w002"], ["w002"]], [["w003"], ["z"]], [["w100"], ["tail"]],
+                [["w050"], ["v"]]):
+        state_ids = shard.vocabulary.lookup_state([s for e in stm for s in e])
+        ids, sims, pre = shard._posting_fields(index, state_ids, 0.001)
+        expected = shard._token_fields(index, index.containing_any(state_ids[state_ids >= 0]), state_ids, 0.001)
+        order = np.argsort(ids)
+        assert (ids[order].tolist(), sims[order].tolist(), pre[order].tolist()) == tuple(
+            e.tolist() for e in expected)
+
+
+def test_a_vocabulary_past_65536_tokens_widens_the_token_ids_without_changing_answers():
+    narrow, wide = Shard(), Shard()
+    wide.add("filler", [hex_name(-1)], [[[f"f{i}" for i in range(70_000)]]])
+    patterns = standard_patterns(300, seed=3)
+    names = [hex_name(i) for i in range(len(patterns))]
+    for shard in (narrow, wide):
+        shard.add("kb", names, patterns)
+    assert narrow.kb("kb").tokens.dtype == np.uint16 and wide.kb("kb").tokens.dtype == np.int32
+    for stm in (patterns[0][:2], patterns[7][:3], [["word_1", "word_2"]]):
+        assert _predicted(narrow, stm, 0.1) == _predicted(wide, stm, 0.1)
+
+
+def test_the_index_holds_under_150_bytes_per_pattern_of_the_standard_workload():
+    """Every byte counted (names, lookup table, postings, capacity), after the trim a load ends with."""
+    learned = [p for p in map(make_pattern, standard_patterns(30_000)) if p is not None]
+    shard = Shard()
+    for lo in range(0, len(learned), 5_000):
+        chunk = learned[lo:lo + 5_000]
+        shard.add("kb", [p.name for p in chunk], [p.events for p in chunk])
+    shard.trim()
+    per_pattern = shard.stats().index_bytes / shard.count("kb")
+    assert per_pattern <= 150, per_pattern
+    assert shard.stats().index_bytes >= shard.count("kb") * 100  # names (20) + postings (5 per token) at least
