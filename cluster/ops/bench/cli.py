@@ -154,6 +154,23 @@ def learn_command(url: str = typer.Option(None, help="A running service; default
                     shards, port))
 
 
+@bench_app.command("memory")
+def memory_command(patterns: str = typer.Option("1000000", help="Corpus sizes N[,N...], loaded one after another."),
+                   queries: int = typer.Option(200, help="Prediction queries timed at each size."),
+                   shards: int = typer.Option(2, help="Shards of the service it starts."),
+                   port: int = typer.Option(8768, help="Port of the service it starts."),
+                   url: str = typer.Option(None, help="A running service instead (measures what it can reach)."),
+                   redis: str = typer.Option(None, help="With --url: its Redis, to measure."),
+                   data_dir: str = typer.Option(None, "--data-dir", help="With --url: its data directory, to "
+                                                                          "measure the disk.")) -> None:
+    """Bytes per pattern (shard index, shard RSS growth, Redis, ClickHouse and AOF on disk) and predictions
+    p50/p99 over HTTP at each corpus size."""
+    from cluster.ops.bench.memory import MemoryBench, main
+
+    main(MemoryBench(tuple(_ints(patterns, "--patterns")), queries, shards, port, url=url, redis=redis,
+                     data_dir=data_dir))
+
+
 @bench_app.command("reshard")
 def bench_reshard(patterns: int = typer.Option(1_000_000, help="Patterns bulk-loaded before the move."),
                   from_shards: int = typer.Option(2, "--from-shards", help="Shards of the service it starts."),

@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,22 +173,27 @@ def single_learns(http: requests.Session, url: str, fresh: Fresh, count: int) ->
           f"rows waiting {sum(log['rows'] for log in logs)}")
 
 
-def stream_load(http: requests.Session, url: str, node: str, corpus: list[list[list[str]]]) -> float:
+def stream_load(http: requests.Session, url: str, node: str,
+                corpus: list[list[list[str]]] | Iterable[list[list[list[str]]]]) -> float:
+    """Bulk-learn a corpus (or an iterable of corpus chunks, generated as they are sent) in one streamed Arrow
+    request; returns the seconds it took."""
+    chunks = [corpus] if isinstance(corpus, list) else corpus
     start = time.perf_counter()
-    response = http.post(f"{url}/bulk/learn", params={"node_id": node, "batch": "10000"}, timeout=3600,
-                         data=arrow_stream(corpus), headers={"content-type": "application/vnd.apache.arrow.stream"})
+    response = http.post(f"{url}/bulk/learn", params={"node_id": node, "batch": "10000"}, timeout=7200,
+                         data=arrow_stream(chunks), headers={"content-type": "application/vnd.apache.arrow.stream"})
     response.raise_for_status()
     return time.perf_counter() - start
 
 
-def arrow_stream(corpus: list[list[list[str]]], rows: int = 20_000) -> Iterator[bytes]:
+def arrow_stream(chunks: Iterable[list[list[list[str]]]], rows: int = 20_000) -> Iterator[bytes]:
     schema = pa.schema([pa.field("events", pa.list_(pa.list_(pa.string())))])
     sink = IpcChunks()
     writer = sink.writer(schema)
-    for start in range(0, len(corpus), rows):
-        writer.write_batch(pa.record_batch([pa.array(corpus[start:start + rows], schema.field("events").type)],
-                                           schema=schema))
-        yield sink.take()
+    for corpus in chunks:
+        for start in range(0, len(corpus), rows):
+            writer.write_batch(pa.record_batch([pa.array(corpus[start:start + rows], schema.field("events").type)],
+                                               schema=schema))
+            yield sink.take()
     writer.close()
     yield sink.take()
 
