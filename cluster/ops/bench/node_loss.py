@@ -161,6 +161,7 @@ def run(opts: NodeLossBench, data_dir: str) -> dict[str, Any]:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": project_root()}})
+        _wait_for_resources(1 + opts.workers)
         namespace = f"node-loss-{uuid.uuid4().hex[:8]}"
         ranges = even_ranges(opts.shards)
         shards = RayShards(start_shard_actors([(r.shard_id, r.lo, r.hi) for r in ranges],
@@ -201,6 +202,16 @@ def run(opts: NodeLossBench, data_dir: str) -> dict[str, Any]:
         ray.shutdown()
         cluster.shutdown()
         redis_server.stop()
+
+
+def _wait_for_resources(cpus: int, timeout: float = 60.0) -> None:
+    """Until the scheduler counts every node's CPU: a node registered but not yet in its resource view is
+    passed over by the shards' soft node affinity, and they all start on the head."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < cpus and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def main(opts: NodeLossBench) -> dict[str, Any]:
