@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.process_memory import trim_heap
 from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from cluster.stores.clickhouse import PatternStore
@@ -40,6 +41,7 @@ class FlushPolicy:
     interval: float = 1.0  # seconds between flushes of whatever waits
     max_rows: int = 20_000  # flush early once this many rows wait; also the most rows read per log per flush
     retry_seconds: float = 1.0  # after a failed flush
+    release_seconds: float = 30.0  # while flushes go on, at most this long between returns of freed memory
 
 
 @dataclass
@@ -72,6 +74,8 @@ class StoredShard:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._released_at = time.monotonic()
+        self._unreleased = False  # rows were flushed since memory was last returned to the OS
 
     # ------------------------------------------------------------------ loading
     def load(self, kb_id: str | None = None, batch_rows: int = 65536) -> int:
@@ -91,7 +95,15 @@ class StoredShard:
                     added += self.index_table(_rows_of(entries))
         with self._index_lock:
             self.shard.trim()
+        self.release_memory()
         return added
+
+    def release_memory(self) -> None:
+        """Return what the process freed to the OS: the store engine's retained memory, then the heap's."""
+        if self.store is not None:
+            self.store.release_memory()
+        trim_heap()
+        self._released_at = time.monotonic()
 
     def index_table(self, table: pa.Table, waiting: bool = True) -> int:
         """Index the rows not yet known (rows shaped like ``schema.pattern_rows.PATTERN_SCHEMA``) of the buckets
@@ -241,11 +253,21 @@ class StoredShard:
             if self._stop.is_set():
                 return
             try:
-                self.flush()
+                flushed = self.flush()
                 pause = self.policy.interval
+                self._after_flush(flushed)
             except Exception as error:  # noqa: BLE001 - the log keeps the rows; the next pass retries
                 self.state.last_error = _one_line(error)
                 pause = self.policy.retry_seconds
+
+    def _after_flush(self, inserted: int) -> None:
+        """Memory goes back to the OS once a burst of flushes is over (a flush with nothing to insert), or every
+        ``release_seconds`` while it lasts."""
+        self._unreleased = self._unreleased or inserted > 0
+        overdue = time.monotonic() - self._released_at >= self.policy.release_seconds
+        if self._unreleased and (inserted == 0 or overdue):
+            self.release_memory()
+            self._unreleased = False
 
     # ------------------------------------------------------------------- moves
     def set_map(self, shard_map: ShardMap) -> None:

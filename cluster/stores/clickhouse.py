@@ -11,6 +11,7 @@ the four transport primitives at the bottom of ``PatternStore``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -89,6 +90,10 @@ class PatternStore(ABC):
         return self._query_table(SQL_APPLIED).column("version").to_pylist()
 
     # ---------------------------------------------------------------- patterns
+    def release_memory(self) -> None:
+        """Give memory the engine keeps after inserts and merges back to the OS (embedded engine only)."""
+        return None
+
     def insert_patterns(self, table: pa.Table) -> None:
         """Batch insert rows shaped like ``PATTERN_SCHEMA`` (see ``schema.pattern_rows.pattern_table``)."""
         if table.num_rows:
@@ -355,6 +360,10 @@ class ChdbStore(PatternStore):
         arrow_rows = table  # noqa: F841 - read by chdb's Python() table function from this frame
         with _ChdbHandle.calls:
             self._session.query(f"INSERT INTO {DATABASE}.{target} ({cols}) SELECT {cols} FROM Python(arrow_rows)")
+
+    def release_memory(self) -> None:
+        with contextlib.suppress(RuntimeError):  # chdb's errors: a build without jemalloc has nothing to purge
+            self._command("SYSTEM JEMALLOC PURGE")
 
     def close(self) -> None:
         if not self._closed:

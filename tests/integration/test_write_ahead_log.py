@@ -192,3 +192,30 @@ def _eventually(check, seconds: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_freed_memory_goes_back_to_the_os_after_a_load_and_after_each_burst_of_flushes(chdb_store, redis_client,
+                                                                                        pattern_log, make_kb_id):
+    kb_id = make_kb_id()
+    released: list[str] = []
+
+    class Counting(StoredShard):
+        def release_memory(self) -> None:
+            super().release_memory()  # the engine's purge and the heap trim run for real
+            released.append("released")
+
+    shard = Counting(Shard(0, 0, 65535), chdb_store, pattern_log, FlushPolicy(max_rows=50, release_seconds=3600))
+    shard.load(kb_id)
+    assert released == ["released"]
+    backend = backend_for([shard], redis_client)
+    for pattern in patterns(30):
+        backend.learn(kb_id, pattern, 5)
+    shard._after_flush(shard.flush())  # a burst: rows inserted, memory kept for now
+    shard._after_flush(shard.flush())  # the burst is over: nothing left to insert
+    shard._after_flush(shard.flush())  # nothing was flushed since: nothing to release
+    assert released == ["released"] * 2 and stored_rows(chdb_store, kb_id) == 30
+    overdue = Counting(Shard(0, 0, 65535), chdb_store, pattern_log, FlushPolicy(max_rows=50, release_seconds=0.0))
+    for pattern in patterns(5, "q"):
+        backend.learn(kb_id, pattern, 5)
+    overdue._after_flush(shard.flush())  # rows flushed and the interval is over: released while busy
+    assert released == ["released"] * 3

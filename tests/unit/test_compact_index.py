@@ -131,3 +131,16 @@ def test_the_index_holds_under_150_bytes_per_pattern_of_the_standard_workload():
     per_pattern = shard.stats().index_bytes / shard.count("kb")
     assert per_pattern <= 150, per_pattern
     assert shard.stats().index_bytes >= shard.count("kb") * 100  # names (20) + postings (5 per token) at least
+
+
+def test_freed_heap_pages_go_back_to_the_os():
+    import platform
+
+    from actors.process_memory import trim_heap
+
+    blocks = [bytearray(64 * 1024) for _ in range(2000)]  # 128 MB of heap allocations (under mmap's threshold)
+    del blocks
+    if platform.libc_ver()[0] != "glibc":
+        assert trim_heap() is False
+    else:
+        assert trim_heap() is True  # glibc released pages
