@@ -114,12 +114,14 @@ class Settings:
     log_bound_rows: int = 1_000_000  # rows a KB's write-ahead log on one shard may hold before learns get 503
     flush_interval: float = 1.0  # seconds between a shard's flushes of its logs to ClickHouse
     flush_max_rows: int = 20_000  # a shard flushes early once this many rows wait (and inserts at most this many)
+    memory_release_seconds: float = 30.0  # while flushes go on, the longest a shard keeps freed memory from the OS
     reshard_chunk_buckets: int = 1024  # buckets a reshard copies per round trip between two shards
     reshard_freeze_ms: int = 3000  # the longest writes into moving buckets wait at a reshard's cut-over
 
     def flush_policy(self) -> dict[str, Any]:
         """The shards' flush settings, as ``actors.stored_shard.FlushPolicy`` takes them."""
-        return {"interval": self.flush_interval, "max_rows": self.flush_max_rows}
+        return {"interval": self.flush_interval, "max_rows": self.flush_max_rows,
+                "release_seconds": self.memory_release_seconds}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

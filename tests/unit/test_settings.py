@@ -90,3 +90,11 @@ def test_the_embedded_redis_binary_is_a_setting(monkeypatch: pytest.MonkeyPatch,
     assert Settings.from_env().redis_server == str(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="nope"):
         find_redis_server()
+
+
+def test_the_flush_settings_reach_the_shards_flush_policy():
+    from actors.stored_shard import FlushPolicy
+
+    policy = FlushPolicy(**Settings.from_env({"KATO_FLUSH_INTERVAL": "0.5", "KATO_MEMORY_RELEASE_SECONDS": "12"})
+                         .flush_policy())
+    assert (policy.interval, policy.max_rows, policy.release_seconds) == (0.5, 20_000, 12.0)
