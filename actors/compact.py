@@ -93,7 +93,7 @@ def compact_candidates(index: KBIndex, locals_: np.ndarray, state_ids: np.ndarra
     token_ids = index.tokens.view()[gathered_rows(index.offsets.view(), locals_)]
     used, local_tokens = np.unique(token_ids, return_inverse=True)
     symbols = index.vocabulary.symbols
-    event_counts = index.event_offsets.view()[locals_ + 1].astype(np.int64) - index.event_offsets.view()[locals_]
+    event_counts = index.event_counts_of(locals_)
     lengths = index.lengths_of(locals_)
     return CompactCandidates(
         symbols=[symbols[t] for t in used.tolist()],

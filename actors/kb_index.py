@@ -127,6 +127,11 @@ class KBIndex:
         offsets = self.offsets.view()
         return offsets[ids + 1].astype(np.int64) - offsets[ids]
 
+    def event_counts_of(self, ids: np.ndarray) -> np.ndarray:
+        """Event count of each of these patterns."""
+        offsets = self.event_offsets.view()
+        return offsets[ids + 1].astype(np.int64) - offsets[ids]
+
     def symbols_of(self, local: int) -> list[str]:
         offsets = self.offsets.view()
         symbols = self.vocabulary.symbols
@@ -143,7 +148,7 @@ class KBIndex:
         flat = [self.vocabulary.symbols[t] for t in self.tokens.view()[gathered_rows(offsets, locals_)].tolist()]
         sizes = self.event_sizes.view()[gathered_rows(e_off, locals_)].tolist()
         out, pos, at = [], 0, 0
-        for count in (e_off[locals_ + 1] - e_off[locals_]).tolist():
+        for count in self.event_counts_of(locals_).tolist():
             events = []
             for size in sizes[at:at + count]:
                 events.append(flat[pos:pos + size])

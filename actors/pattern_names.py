@@ -39,27 +39,32 @@ def _same(digests, row, query, q):
 
 
 @njit(cache=True, nogil=True)
+def _probe(slots, digests, query, q):
+    """The slot holding query digest ``q``, or the empty slot where it would go; and the id found there."""
+    mask = slots.shape[0] - 1
+    h = _hash(query, q) & mask
+    while True:
+        s = slots[h]
+        if s == EMPTY or _same(digests, s, query, q):
+            return h, s
+        h = (h + 1) & mask
+
+
+@njit(cache=True, nogil=True)
 def _insert_all(slots, digests, count, query):
     """Local id of every query digest, appending (into ``digests`` from row ``count``) those not held yet;
     returns (ids, new count)."""
     n = query.shape[0] // DIGEST_BYTES
-    mask = slots.shape[0] - 1
     ids = np.empty(n, np.int64)
     for q in range(n):
-        h = _hash(query, q) & mask
-        while True:
-            s = slots[h]
-            if s == EMPTY:
-                for k in range(DIGEST_BYTES):
-                    digests[count * DIGEST_BYTES + k] = query[q * DIGEST_BYTES + k]
-                slots[h] = count
-                ids[q] = count
-                count += 1
-                break
-            if _same(digests, s, query, q):
-                ids[q] = s
-                break
-            h = (h + 1) & mask
+        h, s = _probe(slots, digests, query, q)
+        if s == EMPTY:
+            for k in range(DIGEST_BYTES):
+                digests[count * DIGEST_BYTES + k] = query[q * DIGEST_BYTES + k]
+            slots[h] = count
+            s = count
+            count += 1
+        ids[q] = s
     return ids, count
 
 
@@ -67,18 +72,9 @@ def _insert_all(slots, digests, count, query):
 def _find_all(slots, digests, query):
     """Local id of every query digest, or -1."""
     n = query.shape[0] // DIGEST_BYTES
-    mask = slots.shape[0] - 1
-    ids = np.full(n, EMPTY, np.int64)
+    ids = np.empty(n, np.int64)
     for q in range(n):
-        h = _hash(query, q) & mask
-        while True:
-            s = slots[h]
-            if s == EMPTY:
-                break
-            if _same(digests, s, query, q):
-                ids[q] = s
-                break
-            h = (h + 1) & mask
+        ids[q] = _probe(slots, digests, query, q)[1]
     return ids
 
 
@@ -165,10 +161,10 @@ class PatternNames:
 
     def _make_room(self, extra: int) -> None:
         capacity = self._slots.shape[0]
-        if self._count + extra <= MAX_LOAD * capacity:
-            return
         while self._count + extra > MAX_LOAD * capacity:
             capacity *= 2
+        if capacity == self._slots.shape[0]:
+            return
         self._slots = np.full(capacity, EMPTY, np.int32)
         _rehash(self._slots, self._digests.view(), self._count)
 
