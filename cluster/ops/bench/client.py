@@ -29,14 +29,24 @@ def bulk_learn(http: requests.Session, url: str, node: str, patterns: list[list[
     return time.perf_counter() - start, names
 
 
-def shard_totals(http: requests.Session, url: str) -> tuple[int, int]:
-    """(patterns over every KB, index bytes) summed over the shards of ``/status``."""
-    shards = http.get(f"{url}/status", timeout=30).json()["processors"]["processors"]
+def status_shards(http: requests.Session, url: str) -> list[dict[str, Any]]:
+    """Every shard's entry of ``/status``."""
+    response = http.get(f"{url}/status", timeout=60)
+    response.raise_for_status()
+    return response.json()["processors"]["processors"]
+
+
+def totals_of(shards: list[dict[str, Any]]) -> tuple[int, int]:
+    """(patterns over every KB, index bytes) summed over these ``/status`` shard entries."""
     return (sum(sum(s["patterns_per_kb"].values()) for s in shards), sum(int(s["index_bytes"]) for s in shards))
 
 
+def shard_totals(http: requests.Session, url: str) -> tuple[int, int]:
+    return totals_of(status_shards(http, url))
+
+
 def shard_count(http: requests.Session, url: str) -> int:
-    return len(http.get(f"{url}/status", timeout=30).json()["processors"]["processors"])
+    return len(status_shards(http, url))
 
 
 class KatoSession:

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import requests
 
+from cluster.ops.bench.client import status_shards
 from cluster.ops.bench.processes import processes, with_descendants
 from cluster.ops.bench.workloads import standard_patterns
 from cluster.ops.launcher import start_detached, stop_detached
@@ -165,8 +166,7 @@ def single_learns(http: requests.Session, url: str, fresh: Fresh, count: int) ->
         http.post(f"{base}/learn", timeout=60).raise_for_status()
     seconds = time.perf_counter() - start
     time.sleep(3)  # one flush interval and then some
-    shards = http.get(f"{url}/status", timeout=60).json()["processors"]["processors"]
-    logs = [s["log"] for s in shards]
+    logs = [s["log"] for s in status_shards(http, url)]
     print(f"{count:,} single learns in {seconds:.1f} s ({count / seconds:,.0f}/s): "
           f"{sum(log['store_inserts'] for log in logs)} ClickHouse inserts in all, "
           f"active parts per shard {[log['store_parts'] for log in logs]}, "

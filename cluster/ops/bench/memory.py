@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 import requests
 
+from cluster.ops.bench.client import status_shards, totals_of
 from cluster.ops.bench.http_latency import percentile
 from cluster.ops.bench.learning import stream_load
 from cluster.ops.bench.workloads import STANDARD_CONFIG, standard_patterns, standard_queries
@@ -126,10 +127,9 @@ def _queries(size: int, opts: MemoryBench) -> list[list[list[str]]]:
 
 
 def footprint(http: requests.Session, url: str, data_dir: str | None, client: redis.Redis | None) -> Footprint:
-    shards = http.get(f"{url}/status", timeout=60).json()["processors"]["processors"]
+    shards = status_shards(http, url)
     root = Path(data_dir) if data_dir else None
-    return Footprint(sum(sum(s["patterns_per_kb"].values()) for s in shards),
-                     sum(int(s["index_bytes"]) for s in shards), sum(int(s.get("rss_bytes") or 0) for s in shards),
+    return Footprint(*totals_of(shards), sum(int(s.get("rss_bytes") or 0) for s in shards),
                      int(client.info("memory")["used_memory"]) if client is not None else None,
                      sum(_bytes_under(p) for p in root.glob("shard-*")) if root else None,
                      _bytes_under(root / "redis") if root else None)
@@ -144,8 +144,7 @@ def _wait_flushed(http: requests.Session, url: str, timeout: float = 600.0) -> N
     """Until every shard's write-ahead log is empty (the rows are in ClickHouse)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        shards = http.get(f"{url}/status", timeout=60).json()["processors"]["processors"]
-        if all(s["log"]["rows"] == 0 for s in shards):
+        if all(s["log"]["rows"] == 0 for s in status_shards(http, url)):
             return
         time.sleep(1.0)
     raise TimeoutError("the shards' logs did not drain")

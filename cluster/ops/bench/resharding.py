@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import requests
 
 from cluster.ops import admin_client
+from cluster.ops.bench.client import status_shards
 from cluster.ops.bench.learning import Fresh, describe, learn_once, session, stream_load
 from cluster.ops.bench.workloads import standard_patterns
 from cluster.ops.launcher import start_detached, stop_detached
@@ -136,6 +137,5 @@ def run(url: str, opts: ReshardBench) -> None:
 
 
 def held(http: requests.Session, url: str) -> int:
-    shards = http.get(f"{url}/status", timeout=60).json()["processors"]["processors"]
-    return sum(s["patterns_per_kb"].get(f"{NODE}_kato", 0) for s in shards)
+    return sum(s["patterns_per_kb"].get(f"{NODE}_kato", 0) for s in status_shards(http, url))
 
