@@ -58,7 +58,12 @@ def get_or_unavailable(refs, timeout: float):
         raise
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
+SCHEDULING_MEMORY = 2**20
+"""Bytes of Ray's logical ``memory`` a shard asks for. Not a limit: Ray disregards a soft node affinity for
+an actor that asks for no resource at all (it picks a random node), so the shards ask for this token."""
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0, memory=SCHEDULING_MEMORY)
 class ShardActor:
     vectors: NodeVectors | None = None  # made on first use (``_vectors``)
 
@@ -161,7 +166,8 @@ def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Seque
 
     Placement (``placement``): shard ``i`` asks for the ``i``-th live node, round robin, as a soft preference, so
     the shards of a cluster of several nodes are spread evenly over them, and one restarted after its node died
-    goes to a node still alive. The actors reserve no CPU, so any node can take one."""
+    goes to a node still alive. The actors reserve no CPU and a token of memory (``SCHEDULING_MEMORY``), so any
+node can take one."""
     nodes = live_nodes()
     handles = [
         ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
