@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from actors.columns import GrowableArray, NarrowArray, Vocabulary
 from actors.lsh import MinhashIndex, VocabularyRows
@@ -54,51 +56,65 @@ class KBIndex:
     def __contains__(self, name: str) -> bool:
         return self.patterns.get(name) is not None
 
-    def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]],
-            buckets: Sequence[int] | None = None) -> int:
+    def add(self, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]] | pa.Array | pa.ChunkedArray,
+            buckets: Sequence[int] | np.ndarray | None = None) -> int:
         """Add patterns not yet present (with their home buckets, computed when not given); returns how many
-        were new. Names are bare 40-hex pattern hashes (ValueError otherwise)."""
+        were new. Names are bare 40-hex pattern hashes (ValueError otherwise). ``events_list`` may be an Arrow
+        ``list<list<string>>`` column (a store's or a log's rows): it is read as flat arrays, never as Python
+        objects per pattern."""
         held = len(self.patterns)
         ids = self.patterns.add(names)
         new_ids, picked = np.unique(ids[ids >= held], return_index=True)
         if not new_ids.shape[0]:
             return 0
-        picked = np.flatnonzero(ids >= held)[picked].tolist()
-        vocab = self.vocabulary
-        flat_tokens: list[int] = []
-        pattern_lengths: list[int] = []
-        event_sizes: list[int] = []
-        event_counts: list[int] = []
-        for position in picked:
-            events = events_list[position]
-            before = len(flat_tokens)
-            for event in events:
-                event_sizes.append(len(event))
-                flat_tokens.extend(vocab.add(s) for s in event)
-            pattern_lengths.append(len(flat_tokens) - before)
-            event_counts.append(len(events))
-        tokens = np.asarray(flat_tokens, dtype=np.int64)
-        lengths = np.asarray(pattern_lengths, dtype=np.int64)
+        picked = np.flatnonzero(ids >= held)[picked]
+        events = _events_array(events_list).take(pa.array(picked))
+        flat_events = events.flatten()
+        event_sizes = pc.list_value_length(flat_events).to_numpy().astype(np.int64)
+        event_counts = pc.list_value_length(events).to_numpy().astype(np.int64)
+        tokens = self._token_ids(flat_events.flatten())
+        event_offsets, symbol_offsets = events.offsets.to_numpy(), flat_events.offsets.to_numpy()
+        token_offsets = (symbol_offsets[event_offsets - event_offsets[0]] - symbol_offsets[0]).astype(np.int64)
+        lengths = np.diff(token_offsets)
         self.tokens.extend(tokens)
         self.offsets.extend(int(self.offsets.view()[-1]) + np.cumsum(lengths))
-        self.event_sizes.extend(np.asarray(event_sizes, dtype=np.int64))
-        self.event_offsets.extend(int(self.event_offsets.view()[-1]) + np.cumsum(np.asarray(event_counts)))
+        self.event_sizes.extend(event_sizes)
+        self.event_offsets.extend(int(self.event_offsets.view()[-1]) + np.cumsum(event_counts))
         owners = np.repeat(new_ids, lengths)
-        distinct_owners = self._index_postings(tokens, owners, np.asarray(event_sizes, dtype=np.int64))
+        distinct_owners = self._index_postings(tokens, owners, event_sizes)
         self.distinct_counts.extend(np.bincount(distinct_owners - held, minlength=len(new_ids)))
-        self.buckets.extend(np.asarray([buckets[i] for i in picked]) if buckets is not None
-                            else pattern_buckets([events_list[i] for i in picked]))
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        self.buckets.extend(np.asarray(buckets)[picked] if buckets is not None
+                            else pattern_buckets(events.to_pylist()))
+        starts = token_offsets[:-1]
         firsts = (np.where(lengths > 0, tokens[np.minimum(starts, len(tokens) - 1)], -1) if len(tokens)
                   else np.full(len(new_ids), -1))
-        for local, first in zip(new_ids.tolist(), firsts.tolist()):
-            if first >= 0:
-                self.first_token.setdefault(first, GrowableArray(np.uint32, 4)).append(local)
+        self._index_first_tokens(firsts, new_ids)
         if self._joined is not None:
             self._joined.extend(" ".join(self.symbols_of(i)) for i in new_ids.tolist())
         if self.minhash is not None:
             self.minhash.extend(self.tokens.view(), self.offsets.view())
         return len(new_ids)
+
+    def _index_first_tokens(self, firsts: np.ndarray, locals_: np.ndarray) -> None:
+        """Append each pattern to the first-token list of its first token (-1: an empty pattern, none)."""
+        order = np.argsort(firsts, kind="stable")
+        firsts, locals_ = firsts[order], locals_[order]
+        keep = firsts >= 0
+        firsts, locals_ = firsts[keep], locals_[keep]
+        if not firsts.shape[0]:
+            return
+        cuts = np.flatnonzero(np.diff(firsts)) + 1
+        for token, chunk in zip(firsts[np.concatenate(([0], cuts))].tolist(), np.split(locals_, cuts)):
+            self.first_token.setdefault(token, GrowableArray(np.uint32, 4)).extend(chunk)
+
+    def _token_ids(self, symbols: pa.Array) -> np.ndarray:
+        """Vocabulary ids of these symbols; new symbols are numbered in order of first appearance."""
+        if len(symbols) == 0:
+            return np.empty(0, np.int64)
+        distinct = pc.unique(symbols)
+        vocab = self.vocabulary
+        ids = np.fromiter((vocab.add(s) for s in distinct.to_pylist()), np.int64, len(distinct))
+        return ids[pc.index_in(symbols, value_set=distinct).to_numpy()]
 
     def _index_postings(self, tokens: np.ndarray, owners: np.ndarray, event_sizes: np.ndarray) -> np.ndarray:
         """Append each (token, pattern) pair once with its details; returns the owner of every distinct pair."""
@@ -233,3 +249,14 @@ def gathered_rows(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     lengths = ends - starts
     shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return shift + np.arange(int(lengths.sum()))
+
+
+EVENTS_TYPE = pa.list_(pa.list_(pa.string()))
+
+
+def _events_array(events_list: Sequence[Sequence[Sequence[str]]] | pa.Array | pa.ChunkedArray) -> pa.ListArray:
+    if isinstance(events_list, pa.ChunkedArray):
+        return events_list.combine_chunks()
+    if isinstance(events_list, pa.Array):
+        return events_list
+    return pa.array(events_list, type=EVENTS_TYPE)

@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.process_memory import resident_bytes
 from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import FlushPolicy, StoredShard
@@ -31,17 +32,6 @@ from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
 TRANSIENT_ERRORS = (RayActorError, ActorDiedError, ActorUnavailableError)
-
-
-def _rss_bytes() -> int:
-    """This process's resident memory: /proc where there is one, else the peak (getrusage)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def get_or_unavailable(refs, timeout: float):
@@ -127,7 +117,7 @@ class ShardActor:
         self.inner.drop_kb(kb_id)
 
     def stats(self) -> ShardStats:
-        return replace(self.inner.stats(), node_id=ray.get_runtime_context().get_node_id(), rss_bytes=_rss_bytes())
+        return replace(self.inner.stats(), node_id=ray.get_runtime_context().get_node_id(), rss_bytes=resident_bytes())
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         return self.inner.export(kb_id)

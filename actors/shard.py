@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 from rapidfuzz import fuzz, process
 
 from actors import kernels
@@ -107,8 +108,9 @@ class Shard:
             index = self.kbs[kb_id] = KBIndex(self.vocabulary)
         return index
 
-    def add(self, kb_id: str, names: Sequence[str], events_list: Sequence[Sequence[Sequence[str]]],
-            buckets: Sequence[int] | None = None) -> int:
+    def add(self, kb_id: str, names: Sequence[str],
+            events_list: Sequence[Sequence[Sequence[str]]] | pa.Array | pa.ChunkedArray,
+            buckets: Sequence[int] | np.ndarray | None = None) -> int:
         return self.kb(kb_id).add(names, events_list, buckets)
 
     def drop_kb(self, kb_id: str) -> None:

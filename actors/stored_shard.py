@@ -24,12 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.process_memory import trim_heap
+from actors.process_memory import release_arrow_pool, trim_heap
 from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from cluster.stores.clickhouse import PatternStore
 from cluster.stores.pattern_log import LogEntry, PatternLog
-from schema.pattern_rows import PATTERN_SCHEMA
+from schema.pattern_rows import INDEX_SCHEMA, PATTERN_SCHEMA
 from schema.placement import ShardMap
 from schema.rules.query import QueryOptions
 
@@ -84,24 +84,29 @@ class StoredShard:
         added = 0
         assert self.ranges is not None
         for lo, hi in self.ranges.load_ranges():
-            if self.store is not None:
-                batches = (self.store.iter_all_buckets(lo, hi, batch_rows) if kb_id is None
-                           else self.store.iter_bucket_range(kb_id, lo, hi, batch_rows))
-                for batch in batches:
-                    added += self.index_table(pa.Table.from_batches([batch]), waiting=False)
+            added += self._load_stored(lo, hi, kb_id, batch_rows)
         if self.log is not None:
             for logged_kb, entries in self.log.pending(self.shard.shard_id):
                 if kb_id is None or logged_kb == kb_id:
                     added += self.index_table(_rows_of(entries))
         with self._index_lock:
             self.shard.trim()
-        self.release_memory()
+        self.release_memory()  # after the batches read are gone: their pages are what is released
         return added
 
+    def _load_stored(self, lo: int, hi: int, kb_id: str | None, batch_rows: int) -> int:
+        """Index the stored rows of buckets ``lo..hi``, reading only the columns the index needs."""
+        if self.store is None:
+            return 0
+        batches = (self.store.iter_all_buckets(lo, hi, batch_rows, INDEX_SCHEMA) if kb_id is None
+                   else self.store.iter_bucket_range(kb_id, lo, hi, batch_rows, INDEX_SCHEMA))
+        return sum(self.index_table(pa.Table.from_batches([batch]), waiting=False) for batch in batches)
+
     def release_memory(self) -> None:
-        """Return what the process freed to the OS: the store engine's retained memory, then the heap's."""
+        """Return what the process freed to the OS: the store engine's retained memory, Arrow's, the heap's."""
         if self.store is not None:
             self.store.release_memory()
+        release_arrow_pool()
         trim_heap()
         self._released_at = time.monotonic()
 
@@ -117,8 +122,8 @@ class StoredShard:
             kb_ids = table.column("kb_id")
             for kb_id in pc.unique(kb_ids).to_pylist():
                 rows = table.filter(pc.equal(kb_ids, kb_id))
-                added += self.shard.add(kb_id, rows.column("name").to_pylist(),
-                                        rows.column("pattern_data").to_pylist(), rows.column("bucket").to_pylist())
+                added += self.shard.add(kb_id, rows.column("name").to_pylist(), rows.column("pattern_data"),
+                                        rows.column("bucket").to_numpy())
         if waiting and added:
             self.state.waiting_rows += added
             if self.state.waiting_rows >= self.policy.max_rows:

@@ -33,6 +33,9 @@ PATTERN_SCHEMA = pa.schema([
     pa.field("bucket", pa.uint32(), nullable=False),
 ])
 PATTERN_COLUMNS: tuple[str, ...] = tuple(PATTERN_SCHEMA.names)
+INDEX_SCHEMA = pa.schema([PATTERN_SCHEMA.field(n) for n in ("kb_id", "name", "pattern_data", "bucket")])
+"""The columns a shard's index is built from: what a shard reads when it loads its range (the MinHash
+signature and band columns, most of a row's bytes, stay on disk)."""
 
 
 def _fixed_lists(matrix: np.ndarray, item: pa.DataType) -> pa.Array:

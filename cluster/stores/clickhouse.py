@@ -35,9 +35,9 @@ _PATTERNS = f"{DATABASE}.patterns_data"
 _VECTORS = f"{DATABASE}.vectors"
 SQL_INSERT_MIGRATION = f"INSERT INTO {DATABASE}.schema_migrations (version) SELECT {{version:UInt32}}"
 SQL_APPLIED = f"SELECT DISTINCT version FROM {DATABASE}.schema_migrations ORDER BY version"
-SQL_RANGE = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}} "
-             "AND bucket BETWEEN {lo:UInt32} AND {hi:UInt32} ORDER BY bucket, name")
-SQL_RANGE_ALL = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE bucket BETWEEN {{lo:UInt32}} AND {{hi:UInt32}} "
+SQL_RANGE = (f"FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}} "
+             "AND bucket BETWEEN {lo:UInt32} AND {hi:UInt32} ORDER BY bucket, name")  # after SELECT columns
+SQL_RANGE_ALL = (f"FROM {_PATTERNS} FINAL WHERE bucket BETWEEN {{lo:UInt32}} AND {{hi:UInt32}} "
                  "ORDER BY kb_id, bucket, name")
 SQL_GET = (f"SELECT {_COLS} FROM {_PATTERNS} FINAL WHERE kb_id = {{kb_id:String}} "
            "AND name IN {names:Array(String)} ORDER BY name")
@@ -99,14 +99,16 @@ class PatternStore(ABC):
         if table.num_rows:
             self._insert_arrow("patterns_data", _conform(table, PATTERN_SCHEMA))
 
-    def iter_bucket_range(self, kb_id: str, lo: int, hi: int, batch_rows: int = 65536
-                          ) -> Iterator[pa.RecordBatch]:
-        """Rows of one KB with ``lo <= bucket <= hi``, streamed in batches of at most ``batch_rows``."""
-        yield from self._batches(SQL_RANGE, {"kb_id": kb_id, "lo": lo, "hi": hi}, batch_rows)
+    def iter_bucket_range(self, kb_id: str, lo: int, hi: int, batch_rows: int = 65536,
+                          schema: pa.Schema = PATTERN_SCHEMA) -> Iterator[pa.RecordBatch]:
+        """Rows of one KB with ``lo <= bucket <= hi``, streamed in batches of at most ``batch_rows``, with the
+        columns of ``schema`` (a part of ``PATTERN_SCHEMA``, e.g. ``INDEX_SCHEMA``)."""
+        yield from self._batches(SQL_RANGE, {"kb_id": kb_id, "lo": lo, "hi": hi}, batch_rows, schema)
 
-    def iter_all_buckets(self, lo: int, hi: int, batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+    def iter_all_buckets(self, lo: int, hi: int, batch_rows: int = 65536,
+                         schema: pa.Schema = PATTERN_SCHEMA) -> Iterator[pa.RecordBatch]:
         """Rows of every KB with ``lo <= bucket <= hi`` (what a shard loads for its range)."""
-        yield from self._batches(SQL_RANGE_ALL, {"lo": lo, "hi": hi}, batch_rows)
+        yield from self._batches(SQL_RANGE_ALL, {"lo": lo, "hi": hi}, batch_rows, schema)
 
     def get_patterns(self, kb_id: str, names: Sequence[str]) -> pa.Table:
         if not names:
@@ -198,11 +200,14 @@ class PatternStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _batches(self, sql: str, params: Params, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _batches(self, sql: str, params: Params, batch_rows: int, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         if batch_rows < 1:
             raise ValueError("batch_rows must be positive")
-        for batch in self._stream(sql, params, batch_rows):
-            batch = _conform_batch(batch, PATTERN_SCHEMA)
+        unknown = set(schema.names) - set(PATTERN_COLUMNS)
+        if unknown:
+            raise ValueError(f"not columns of a pattern row: {sorted(unknown)}")
+        for batch in self._stream(f"SELECT {', '.join(schema.names)} {sql}", params, batch_rows):
+            batch = _conform_batch(batch, schema)
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
 

@@ -13,14 +13,14 @@ from cluster.stores.clickhouse import ChdbStore
 from schema.ddl import migrations
 from schema.errors import StoreError
 from schema.learning import make_pattern
-from schema.pattern_rows import PATTERN_SCHEMA, pattern_table
+from schema.pattern_rows import INDEX_SCHEMA, PATTERN_SCHEMA, pattern_table
 from tests.integration.patterns_gen import random_patterns
 
 pytestmark = pytest.mark.integration
 
 
-def _read_all(batches) -> pa.Table:
-    return pa.Table.from_batches(list(batches), schema=PATTERN_SCHEMA)
+def _read_all(batches, schema: pa.Schema = PATTERN_SCHEMA) -> pa.Table:
+    return pa.Table.from_batches(list(batches), schema=schema)
 
 
 def test_ddl_is_idempotent_and_versioned(chdb_store):
@@ -155,3 +155,17 @@ def test_empty_inputs(chdb_store, make_kb_id):
     assert chdb_store.get_patterns(kb, ["0" * 40]).num_rows == 0
     assert list(chdb_store.iter_bucket_range(kb, 0, 65535)) == []
     assert chdb_store.count(kb) == 0
+
+
+def test_a_shard_load_reads_only_the_columns_of_its_index(chdb_store, make_kb_id):
+    kb = make_kb_id()
+    table = pattern_table(kb, random_patterns(300, seed=8))
+    chdb_store.insert_patterns(table)
+    got = _read_all(chdb_store.iter_bucket_range(kb, 0, 65535, schema=INDEX_SCHEMA), INDEX_SCHEMA)
+    assert got.schema.equals(INDEX_SCHEMA)
+    order = [("name", "ascending")]
+    assert got.sort_by(order).equals(table.select(INDEX_SCHEMA.names).sort_by(order))
+    everyone = _read_all(chdb_store.iter_all_buckets(0, 65535, schema=INDEX_SCHEMA), INDEX_SCHEMA)
+    assert everyone.schema.equals(INDEX_SCHEMA) and kb in everyone.column("kb_id").to_pylist()
+    with pytest.raises(ValueError, match="not columns of a pattern row"):
+        list(chdb_store.iter_bucket_range(kb, 0, 65535, schema=pa.schema([pa.field("secret", pa.string())])))

@@ -144,3 +144,49 @@ def test_freed_heap_pages_go_back_to_the_os():
         assert trim_heap() is False
     else:
         assert trim_heap() is True  # glibc released pages
+
+
+def test_the_pages_arrow_keeps_after_freeing_go_back_to_the_os():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from actors.process_memory import release_arrow_pool, resident_bytes
+
+    base = pa.array(np.arange(4096, dtype=np.int64))
+    arrays = [pc.add(base, i) for i in range(6000)]  # 196 MB in Arrow's pool, 32 KB buffers
+    del arrays
+    kept = resident_bytes()
+    release_arrow_pool()
+    assert kept - resident_bytes() >= 100 * 2**20
+
+
+def _index_arrays(shard: Shard, kb_id: str) -> dict[str, list]:
+    index = shard.kb(kb_id)
+    return {"names": index.names_of(index.all_ids()), "tokens": index.tokens.view().tolist(),
+            "offsets": index.offsets.view().tolist(), "event_sizes": index.event_sizes.view().tolist(),
+            "event_offsets": index.event_offsets.view().tolist(), "buckets": index.buckets.view().tolist(),
+            "distinct": index.distinct_counts.view().tolist(), "vocabulary": list(shard.vocabulary.symbols),
+            "postings": {t: p.view().tolist() for t, p in sorted(index.postings.items())},
+            "first_token": {t: p.view().tolist() for t, p in sorted(index.first_token.items())}}
+
+
+def test_an_arrow_column_is_indexed_exactly_as_python_lists_even_sliced():
+    import pyarrow as pa
+
+    from actors.kb_index import EVENTS_TYPE
+
+    patterns = standard_patterns(400, seed=9) + [[["x", "x", "y"], ["y"]], [["z"]]]
+    names = [hex_name(i) for i in range(len(patterns))]
+    names[5] = names[2]  # a name twice in one batch: the first occurrence is kept
+    column = pa.array([[["pad"]]] * 7 + patterns, type=EVENTS_TYPE).slice(7)  # offsets that do not start at 0
+    buckets = np.arange(len(patterns)) * 7 % 65536
+    lists, arrow = Shard(), Shard()
+    assert lists.add("kb", names, patterns, buckets.tolist()) == arrow.add("kb", names, column, buckets)
+    assert _index_arrays(lists, "kb") == _index_arrays(arrow, "kb")
+    again = Shard()
+    again.add("kb", names[:100], patterns[:100])
+    again.add("kb", names, pa.chunked_array([column]), buckets)  # a second batch, partly known already
+    assert _index_arrays(again, "kb")["names"] == list(dict.fromkeys(names[:100] + names))
+    assert sorted(again.export("kb")) == sorted(lists.export("kb"))
+    for stm in (patterns[0][:2], patterns[11][:3], [["x", "y"]]):
+        assert _predicted(lists, stm, 0.1) == _predicted(arrow, stm, 0.1) == _predicted(again, stm, 0.1)

@@ -171,6 +171,26 @@ def memory_command(patterns: str = typer.Option("1000000", help="Corpus sizes N[
                      data_dir=data_dir))
 
 
+@bench_app.command("reload")
+def reload_command(patterns: int = typer.Option(1_000_000, help="Patterns in the one shard's range."),
+                   runs: int = typer.Option(3, help="Restarts timed, each in a fresh process.")) -> None:
+    """A shard's restart: the seconds to reload its range from its store, and the resident memory it holds."""
+    from cluster.ops.bench.reload import ReloadBench, main
+
+    main(ReloadBench(patterns, runs))
+
+
+@bench_app.command("fanout")
+def fanout_command(patterns: int = typer.Option(1_000_000, help="Patterns in the one large shard timed."),
+                   fanout: int = typer.Option(100, help="Shards whose answers are merged."),
+                   fanout_patterns: int = typer.Option(1_000_000, help="Patterns those shards share."),
+                   queries: int = typer.Option(200, help="Queries timed.")) -> None:
+    """A query fanned out to many shards: one large shard's query time, the decode and merge of many answers."""
+    from cluster.ops.bench.fanout import FanoutBench, main
+
+    main(FanoutBench(patterns, fanout, fanout_patterns, queries))
+
+
 @bench_app.command("reshard")
 def bench_reshard(patterns: int = typer.Option(1_000_000, help="Patterns bulk-loaded before the move."),
                   from_shards: int = typer.Option(2, "--from-shards", help="Shards of the service it starts."),
