@@ -63,14 +63,22 @@ def merge_tops(tops: Sequence[LocalTop], limit: int, stm: Sequence[Sequence[str]
     """The global top ``limit`` of several local tops by (pre-potential desc, similarity desc, name asc), with
     every field. That order is total, so this is exactly the reference engine's pruning over the whole corpus;
     only the kept candidates are assembled."""
-    keyed = sorted((-p, -q, name, t, i) for t, top in enumerate(tops)
-                   for i, (name, p, q) in enumerate(zip(top.names, top.pre_potentials, top.similarities)))[:limit]
+    sizes = [len(top.names) for top in tops]
+    if not sum(sizes):
+        return []
+    owner = np.repeat(np.arange(len(tops)), sizes)
+    position = np.concatenate([np.arange(n) for n in sizes])
+    names = np.array([name for top in tops for name in top.names])
+    pre = np.concatenate([np.asarray(top.pre_potentials, dtype=np.float64) for top in tops])
+    sims = np.concatenate([np.asarray(top.similarities, dtype=np.float64) for top in tops])
+    kept = np.lexsort((names, -sims, -pre))[:limit]  # stable: equal keys stay in shard, then rank order
     stm_events = [list(e) for e in stm]
     assembled: dict[tuple[int, int], CandidateMatch] = {}
-    for t, top in enumerate(tops):
-        positions = [i for *_, owner, i in keyed if owner == t]
-        assembled.update(zip(((t, i) for i in positions), top.take(positions, stm_events)))
-    return [assembled[(t, i)] for *_, t, i in keyed]
+    kept_owner, kept_position = owner[kept], position[kept]
+    for t in np.unique(kept_owner).tolist():
+        positions = kept_position[kept_owner == t].tolist()
+        assembled.update(zip(((t, i) for i in positions), tops[t].take(positions, stm_events)))
+    return [assembled[(t, i)] for t, i in zip(kept_owner.tolist(), kept_position.tolist())]
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,18 @@ def test_shard_adds_are_idempotent_and_counted():
     assert shard.count("kb") == 0
     assert shard.add("kb", [empty], [[]]) == 1  # a pattern without tokens does not break the index
     assert shard.add("kb", [n3], [[["z"]]]) == 1 and shard.kb("kb").starting_with(shard.vocabulary.ids["z"]).size
+
+
+def test_merged_tops_are_ordered_by_potential_similarity_then_name_across_shards():
+    from actors.shard import LocalTop, merge_tops
+
+    def top(rows: list[tuple[str, float, float]]) -> LocalTop:
+        return LocalTop([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], len(rows),
+                        candidates=[r[0] for r in rows])  # type: ignore[list-item]  # stands in for the fields
+
+    tops = [top([("c", 0.5, 0.2), ("a", 0.5, 0.1), ("e", 0.1, 0.9)]),
+            top([]),
+            top([("b", 0.5, 0.2), ("d", 0.7, 0.0), ("f", 0.5, 0.1)])]
+    assert merge_tops(tops, 10, [["x"]]) == ["d", "b", "c", "a", "f", "e"]
+    assert merge_tops(tops, 3, [["x"]]) == ["d", "b", "c"]
+    assert merge_tops([top([]), top([])], 5, [["x"]]) == []
