@@ -24,6 +24,8 @@ EVENT_SIZE_ESCAPE = 0x7F
 TOKEN_IDS = (np.uint16, np.int32)
 OFFSETS = (np.uint32, np.int64)
 SIZES = (np.uint8, np.uint16, np.int32)
+EVENTS_TYPE = pa.list_(pa.list_(pa.string()))
+"""A column of patterns' events, as stored rows carry them (``pattern_data``)."""
 
 
 class KBIndex:
@@ -249,9 +251,6 @@ def gathered_rows(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     lengths = ends - starts
     shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return shift + np.arange(int(lengths.sum()))
-
-
-EVENTS_TYPE = pa.list_(pa.list_(pa.string()))
 
 
 def _events_array(events_list: Sequence[Sequence[Sequence[str]]] | pa.Array | pa.ChunkedArray) -> pa.ListArray:

@@ -27,7 +27,7 @@ def test_bench_fanout_prints_the_single_shard_and_the_merge():
     lines = done.stdout.splitlines()
     added = re.match(r"one shard: ([\d,]+) patterns added in \d+ s, index \d+ B/pattern$", lines[0])
     assert added and int(added.group(1).replace(",", "")) == len(_distinct(3000)), done.stdout
-    latency = r"p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms \(5 queries\)$"
+    latency = r"p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms, mean [\d.]+ ms \(5 queries\)$"
     assert re.match(r"  its query \(Shard.query, in process\): " + latency, lines[1])
     assert re.match(r"4 shards of 1,000 patterns: answers of [\d,]+ candidates in all, \d+ kB pickled", lines[2])
     assert re.match(r"  decode \+ merge_tops of 4 answers: " + latency, lines[3])

@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from actors.shard import LocalTop, Shard, merge_tops
-from cluster.ops.bench.http_latency import percentile
+from cluster.ops.bench.http_latency import describe, percentile
+from cluster.ops.bench.shards import add_routed
 from cluster.ops.bench.workloads import STANDARD_CONFIG, standard_patterns, standard_queries
 from schema.learning import make_pattern
-from schema.placement import even_ranges, owners, pattern_buckets
+from schema.placement import even_ranges
 from schema.rules.query import QueryOptions
 
 KB = "bench_fanout"
@@ -47,16 +46,10 @@ class FanoutBench:
 def fill(shards: Sequence[Shard], patterns: int, seed: int = 0) -> list[list[list[str]]]:
     """Add ``patterns`` of the standard workload to ``shards`` (each pattern to the shard owning its home bucket,
     the shards' ranges splitting the bucket space evenly); returns a sample of them to draw queries from."""
-    ranges = even_ranges(len(shards))
     sample: list[list[list[str]]] = []
     for lo in range(0, patterns, CHUNK):
         chunk = standard_patterns(min(CHUNK, patterns - lo), seed=seed + lo // CHUNK)
-        learned = [p for p in map(make_pattern, chunk) if p is not None]
-        buckets = pattern_buckets([p.events for p in learned])
-        owner = owners(buckets, ranges)
-        for shard_id, shard in enumerate(shards):
-            mine = np.flatnonzero(owner == shard_id).tolist()
-            shard.add(KB, [learned[i].name for i in mine], [learned[i].events for i in mine], buckets[mine])
+        add_routed(shards, KB, [p for p in map(make_pattern, chunk) if p is not None])
         sample.extend(chunk[:1000])
     return sample
 
@@ -70,12 +63,6 @@ def timed(count: int, run: Callable[[int], object]) -> list[float]:
         run(i)
         seconds.append(time.perf_counter() - started)
     return seconds
-
-
-def describe(seconds: list[float]) -> str:
-    ms = [s * 1000 for s in seconds]
-    return (f"p50 {percentile(ms, 0.5):.1f} ms, p95 {percentile(ms, 0.95):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms "
-            f"({len(ms)} queries)")
 
 
 def main(opts: FanoutBench) -> dict[str, float]:
@@ -94,7 +81,7 @@ def main(opts: FanoutBench) -> dict[str, float]:
     print(f"{opts.fanout} shards of {opts.fanout_patterns // opts.fanout:,} patterns: answers of "
           f"{statistics.median(kept):,.0f} candidates in all, {statistics.median(sizes) / 1e3:.0f} kB pickled per "
           f"query (medians)")
-    print(f"  decode + merge_tops of {opts.fanout} answers: {describe(merge_seconds)}")
+    print(describe(f"  decode + merge_tops of {opts.fanout} answers", merge_seconds, "queries"))
     shard_p99 = percentile(shard_seconds, 0.99) * 1000
     merge_p50 = percentile(merge_seconds, 0.5) * 1000
     print(f"estimate for a query over {opts.fanout} shards of {opts.patterns:,}: slowest shard ≈ single-shard p99 "
@@ -114,7 +101,7 @@ def _single_shard(opts: FanoutBench, options: QueryOptions) -> list[float]:
           f"{per:.0f} B/pattern")
     queries = standard_queries(sample, opts.queries, seed=1)
     seconds = timed(len(queries), lambda i: single.query(KB, queries[i], options))
-    print(f"  its query (Shard.query, in process): {describe(seconds)}")
+    print(describe("  its query (Shard.query, in process)", seconds, "queries"))
     return seconds
 
 

@@ -29,10 +29,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def describe(name: str, seconds: list[float]) -> str:
+def describe(name: str, seconds: list[float], unit: str = "requests") -> str:
     ms = [s * 1000 for s in seconds]
     return (f"{name}: p50 {percentile(ms, 0.5):.1f} ms, p95 {percentile(ms, 0.95):.1f} ms, "
-            f"p99 {percentile(ms, 0.99):.1f} ms, mean {statistics.mean(ms):.1f} ms ({len(ms)} requests)")
+            f"p99 {percentile(ms, 0.99):.1f} ms, mean {statistics.mean(ms):.1f} ms ({len(ms)} {unit})")
 
 
 def run(url: str, opts: HttpBench) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from actors.shard import Shard
 from cluster.ops.bench.workloads import standard_patterns, standard_queries
-from schema.learning import make_pattern
+from schema.learning import LearnedPattern, make_pattern
 from schema.placement import even_ranges, owners, pattern_buckets
 from schema.rules.memory_kb import MemoryKB
 from schema.rules.query import QueryOptions
@@ -30,6 +31,17 @@ class ShardsBench:
     reference_queries: int = 3
 
 
+def add_routed(shards: Sequence[Shard], kb_id: str, learned: Sequence[LearnedPattern]) -> None:
+    """Add each pattern to the shard owning its home bucket (``shards`` in shard-id order, their ranges splitting
+    the bucket space evenly, as ``even_ranges`` does)."""
+    buckets = pattern_buckets([p.events for p in learned])
+    owner = owners(buckets, even_ranges(len(shards)))
+    for shard_id, shard in enumerate(shards):
+        mine = np.flatnonzero(owner == shard_id)
+        picked = [learned[i] for i in mine.tolist()]
+        shard.add(kb_id, [p.name for p in picked], [p.events for p in picked], buckets[mine])
+
+
 def main(opts: ShardsBench) -> None:
     patterns = standard_patterns(opts.patterns)
     learned = [p for p in map(make_pattern, patterns) if p is not None]
@@ -37,16 +49,11 @@ def main(opts: ShardsBench) -> None:
     for pattern in learned:
         kb.learn(pattern, 5)
 
-    ranges = even_ranges(opts.shards)
-    shards = [Shard(r.shard_id, r.lo, r.hi) for r in ranges]
+    shards = [Shard(r.shard_id, r.lo, r.hi) for r in even_ranges(opts.shards)]
     start = time.perf_counter()
     batch = 50_000
     for lo in range(0, len(learned), batch):
-        chunk = learned[lo:lo + batch]
-        owner = owners(pattern_buckets([p.events for p in chunk]), ranges)
-        for shard_id, shard in enumerate(shards):
-            mine = np.flatnonzero(owner == shard_id).tolist()
-            shard.add("bench", [chunk[i].name for i in mine], [chunk[i].events for i in mine])
+        add_routed(shards, "bench", learned[lo:lo + batch])
     add_seconds = time.perf_counter() - start
     print(f"bulk add: {len(learned)} patterns in {add_seconds:.2f} s = {len(learned) / add_seconds:,.0f} patterns/s "
           f"(MinHash placement included)")
