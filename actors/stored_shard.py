@@ -2,7 +2,10 @@
 
 - ``load``: the shard's bucket range from the store, then every row still in its logs (read-your-writes after
   a restart: a learn acknowledged before the crash is in one or the other).
-- ``index_table``: rows a learn just committed to the log; indexed at once, stored later by the flusher.
+- ``catch_up``: every read (query, get, export, count, stats) first indexes what learns committed to the shard's
+  logs since it last looked (one ``XRANGE`` after a cursor per KB): a learn is served by the next read wherever
+  it comes from, without the learn waiting for the shard. ``index_table`` indexes rows handed over directly
+  (an import, a reshard's copy); both are stored later by the flusher.
 - ``flush``: the logs to the store in one insert (rows the store already has are left out, so a flush repeated
   after a crash between the insert and the trim never duplicates a row), then the flushed entries are trimmed.
   A background thread flushes every ``interval`` seconds, or as soon as ``max_rows`` rows wait; an insert
@@ -69,6 +72,8 @@ class StoredShard:
             self.ranges = ShardRanges(self.shard.shard_id, self.shard.bucket_lo, self.shard.bucket_hi)
         self.state = FlushState()
         self._forwarded: dict[str, str] = {}  # per KB, the last log entry whose moving rows were forwarded
+        self._tailed: dict[str, str] = {}  # per KB, the last log entry indexed (every older one is too)
+        self._tail_lock = threading.Lock()
         self._index_lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -88,7 +93,7 @@ class StoredShard:
         if self.log is not None:
             for logged_kb, entries in self.log.pending(self.shard.shard_id):
                 if kb_id is None or logged_kb == kb_id:
-                    added += self.index_table(_rows_of(entries))
+                    added += self._index_entries(logged_kb, entries, waiting=True)
         with self._index_lock:
             self.shard.trim()
         self.release_memory()  # after the batches read are gone: their pages are what is released
@@ -130,6 +135,29 @@ class StoredShard:
                 self._wake.set()
         return added
 
+    def catch_up(self, kb_id: str | None = None) -> int:
+        """Index the entries committed to this shard's log of ``kb_id`` (of every KB by default) since the last
+        one indexed; returns how many patterns were new."""
+        if self.log is None:
+            return 0
+        added = 0
+        for logged_kb in self.log.kbs(self.shard.shard_id) if kb_id is None else [kb_id]:
+            with self._tail_lock:
+                after = self._tailed.get(logged_kb)
+            entries = self.log.entries(logged_kb, self.shard.shard_id, after=after)
+            if entries:
+                added += self._index_entries(logged_kb, entries, waiting=True)
+        return added
+
+    def _index_entries(self, kb_id: str, entries: Sequence[LogEntry], waiting: bool = False) -> int:
+        """Index log entries of one KB, the oldest unindexed first, and move the KB's cursor past them."""
+        added = self.index_table(_rows_of(entries), waiting=waiting)
+        with self._tail_lock:
+            last = self._tailed.get(kb_id)
+            if last is None or _entry_order(entries[-1].entry_id) > _entry_order(last):
+                self._tailed[kb_id] = entries[-1].entry_id
+        return added
+
     # ----------------------------------------------------------------- flushing
     def flush(self) -> int:
         """Move everything waiting in this shard's logs to the store; returns how many rows were inserted."""
@@ -152,7 +180,8 @@ class StoredShard:
     def _flush_batch(self, pending: list[tuple[str, list[LogEntry]]]) -> int:
         assert self.store is not None and self.log is not None
         table = _rows_of([entry for _, entries in pending for entry in entries])
-        self.index_table(table, waiting=False)  # rows committed by a replica that died before indexing them
+        for kb_id, entries in pending:  # the oldest entries: every one before them is indexed and trimmed already
+            self._index_entries(kb_id, entries)
         self._forward(pending)
         self._step("before_insert")
         fresh = self._not_stored(table if self.shared_store else self._held_rows(table))
@@ -201,8 +230,7 @@ class StoredShard:
         if self.log is None:
             return 0
         with self._flush_lock:
-            return sum(self.index_table(_rows_of(entries), waiting=False)
-                       for _kb_id, entries in self.log.pending(self.shard.shard_id))
+            return sum(self._index_entries(kb_id, entries) for kb_id, entries in self.log.pending(self.shard.shard_id))
 
     def _not_stored(self, table: pa.Table) -> pa.Table:
         """The rows of ``table`` the store does not hold yet, each (kb_id, name) once."""
@@ -328,6 +356,7 @@ class StoredShard:
     def query(self, kb_id: str, stm: Sequence[Sequence[str]], options: QueryOptions,
               version: int | None = None) -> LocalTop:
         assert self.ranges is not None
+        self.catch_up(kb_id)
         with self._index_lock:  # the range and the rows as of one moment: ``finish_move`` drops and settles at once
             return self.shard.query(kb_id, stm, options, self.ranges.owned(version))
 
@@ -338,25 +367,31 @@ class StoredShard:
                 self.store.drop_kb(kb_id)
             if self.log is not None:
                 self.log.drop(kb_id, self.shard.shard_id)
+            with self._tail_lock:
+                self._tailed.pop(kb_id, None)
             with self._index_lock:
                 self.shard.drop_kb(kb_id)
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         assert self.ranges is not None
+        self.catch_up(kb_id)
         with self._index_lock:
             return self.shard.export(kb_id, self.ranges.owned_now())
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
+        self.catch_up(kb_id)
         with self._index_lock:
             return self.shard.get(kb_id, name)
 
     def count(self, kb_id: str) -> int:
         assert self.ranges is not None
+        self.catch_up(kb_id)
         with self._index_lock:
             return self.shard.count(kb_id, self.ranges.owned_now())
 
     def stats(self) -> ShardStats:
         assert self.ranges is not None
+        self.catch_up()
         with self._index_lock:
             stats = self.shard.stats(self.ranges.current if self.ranges.map is not None else None)
         if self.log is None:

@@ -3,8 +3,9 @@ the store for vectors.
 
 Implements ``schema.rules.session_logic.KnowledgeBackend``. A learn returns once its statistics and the rows
 of the patterns it creates are durable in one atomic Redis step (``cluster.stores.learn_commit``; the rows go
-to the owning shards' logs) and the owning shards have indexed those rows, so the next prediction sees them.
-The shards move their logs to ClickHouse in batches (``actors.stored_shard``).
+to the owning shards' logs). It does not wait for the shards: every shard read first indexes what its logs
+gained since it last looked (``actors.stored_shard.StoredShard.catch_up``), so the next prediction, from any
+replica, sees the learn. The shards move their logs to ClickHouse in batches.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cluster.stores.learn_commit import Guard, MapGuard
 from cluster.stores.pattern_log import LogKeys, log_appends
@@ -135,8 +135,9 @@ class ClusterBackend:
 
     def _commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
                 guard: Guard | None = None, view: PendingView | None = None) -> list[bool]:
-        """Route the batch's new rows by the shard map, commit, then index them where they were routed; a map
-        that changed meanwhile (a reshard's cut-over) makes the commit fail untouched and route again."""
+        """Route the batch's new rows by the shard map and commit them to their shards' logs (the shards index
+        them from there on their next read); a map that changed meanwhile (a reshard's cut-over) makes the commit
+        fail untouched and route again."""
         if not patterns and guard is None:
             return []
         table = self._table(kb_id, patterns)
@@ -154,10 +155,6 @@ class ClusterBackend:
                     raise
                 self.refresh_map()
                 continue
-            created = {p.name for p, is_new in zip(patterns, new) if is_new}
-            if created:
-                chosen = pc.is_in(table.column("name"), value_set=pa.array(list(created), table.column("name").type))
-                self._index(table.filter(chosen), owner[chosen.to_numpy(zero_copy_only=False)])
             return new
         raise AssertionError("unreachable")
 

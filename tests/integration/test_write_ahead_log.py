@@ -1,5 +1,5 @@
 """The write-ahead log in front of ClickHouse: a learn is served before it is stored, stored exactly once, and
-survives a crash at every step (after the commit, before the index; before and after the insert; after the
+survives a crash at every step (after the commit, before a shard read it; before and after the insert; after the
 trim), with statistics counted once."""
 
 from __future__ import annotations
@@ -71,6 +71,26 @@ def test_a_learn_is_served_before_it_is_stored_and_stored_once_flushed(chdb_stor
     assert stored_rows(chdb_store, kb_id) == 120
 
 
+def test_a_learn_reaches_the_shards_through_their_logs_on_their_next_read(chdb_store, redis_client, pattern_log,
+                                                                          make_kb_id):
+    """The learn does not call the shards; their next read, from another replica too, indexes what their logs
+    gained, and later reads index only what is newer (also after the flusher trimmed what they had)."""
+    kb_id = make_kb_id()
+    shards = shards_for(chdb_store, pattern_log)
+    writer, reader = backend_for(shards, redis_client), backend_for(shards, redis_client)
+    learned = patterns(40)
+    assert all(writer.learn_batch(kb_id, learned, 5))
+    assert sum(s.shard.count(kb_id) for s in shards) == 0, "the learn waited for the shards"
+    predictions, _ = reader.predict(kb_id, [["p7"], ["p8"]], QueryOptions(0.1, 10))
+    assert predictions[0]["name"] == learned[7].name
+    assert sum(s.shard.count(kb_id) for s in shards) == 40
+    assert sum(s.flush() for s in shards) == 40
+    writer.learn(kb_id, patterns(1, "q")[0], 5)
+    assert sum(s.catch_up(kb_id) for s in shards) == 1
+    assert sum(s.catch_up(kb_id) for s in shards) == 0
+    assert reader.pattern_events(kb_id, patterns(1, "q")[0].name) == [["q0"], ["q1", "shared"], ["end"]]
+
+
 def test_relearning_logs_nothing_and_counts_once(chdb_store, redis_client, pattern_log, make_kb_id):
     kb_id = make_kb_id()
     shards = shards_for(chdb_store, pattern_log)
@@ -83,9 +103,9 @@ def test_relearning_logs_nothing_and_counts_once(chdb_store, redis_client, patte
     assert redis_client.get(f"{kb_id}:global:total_unique_patterns") == "1"
 
 
-def test_a_commit_whose_replica_died_before_indexing_is_served_after_a_restart(chdb_store, redis_client,
+def test_a_commit_whose_replica_died_is_served_after_a_restart(chdb_store, redis_client,
                                                                                pattern_log, make_kb_id):
-    """The replica committed (statistics and log) and died before asking the shards to index the rows."""
+    """The replica committed (statistics and log) and died; the shards restart and read their logs."""
     kb_id = make_kb_id()
     ranges = even_ranges(2)
     learned = patterns(30)
