@@ -19,6 +19,7 @@ Events = Annotated[list[Event], Field(min_length=1)]
 # values this far below float64's maximum (1.8e308) can never add up to infinity, which JSON cannot carry and
 # Redis refuses (HINCRBYFLOAT). Larger ones are refused with 422, like NaN and Infinity.
 EMOTIVE_LIMIT = 1e100
+MAX_FREQUENCY = 1_000_000  # a bulk pattern's learns
 
 
 def _bounded_emotive(value: float) -> float:
@@ -76,7 +77,7 @@ class BulkPattern(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict,
                                      description="Key to a value or a list of values (as exported); each value "
                                                  "is stringified and kept once, like learned metadata.")
-    frequency: int = Field(default=1, ge=1, le=1_000_000,
+    frequency: int = Field(default=1, ge=1, le=MAX_FREQUENCY,
                            description="Times the pattern was learned: one learn carrying the emotives and "
                                        "metadata, then frequency-1 plain re-learns.")
 

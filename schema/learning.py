@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from schema.events import flatten
@@ -27,15 +28,16 @@ class LearnedPattern:
         if self.repeats < 1 or (self.repeats > 1 and (self.emotives or self.metadata)):
             raise ValueError("repeats must be >= 1, and > 1 only for learns without emotives or metadata")
 
-    @property
+    @cached_property
     def symbols(self) -> list[str]:
+        """Computed once per pattern (a batch of learns reads them several times); ``events`` is not changed."""
         return flatten(self.events)
 
     @property
     def length(self) -> int:
         return len(self.symbols)
 
-    @property
+    @cached_property
     def symbol_counts(self) -> Counter:
         return Counter(self.symbols)
 

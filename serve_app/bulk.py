@@ -14,16 +14,17 @@ under two symbols are skipped (their name is ``""``), as a learn would skip them
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from cluster.stores.kb_keys import KBKeys
 from cluster.stores.learn_commit import Guard, GuardFailed
-from schema.api import BulkLearnRequest, BulkPattern
+from schema.api import MAX_FREQUENCY, BulkLearnRequest, BulkPattern
 from schema.errors import Conflict, Unprocessable
 from schema.learning import LearnedPattern, make_pattern
 from schema.naming import PATTERN_PREFIX
@@ -32,6 +33,20 @@ from serve_app.access import PayloadLimits
 STREAM_BATCH = 5000
 MAX_STREAM_BATCH = 50_000
 _ITEMS = TypeAdapter(list[BulkPattern])
+
+
+@dataclass(frozen=True)
+class PlainPattern:
+    """A bulk pattern of events alone, valid as read (``_plain_patterns``): a ``BulkPattern`` without the cost
+    of building one (no emotives, no metadata)."""
+
+    events: list[list[str]]
+    frequency: int = 1
+    emotives: tuple[dict[str, float], ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+Item = BulkPattern | PlainPattern
 
 
 @dataclass
@@ -45,7 +60,7 @@ class BatchOutcome:
         return sum(p.repeats for p in self.learned)
 
 
-def learned_patterns(items: Sequence[BulkPattern]) -> BatchOutcome:
+def learned_patterns(items: Sequence[Item]) -> BatchOutcome:
     """The learns a batch of bulk patterns makes: one carrying its emotives and metadata, then the plain
     re-learns of its ``frequency`` as one aggregated learn."""
     out = BatchOutcome()
@@ -64,10 +79,13 @@ def learned_patterns(items: Sequence[BulkPattern]) -> BatchOutcome:
     return out
 
 
-def check_limits(items: Sequence[BulkPattern], limits: PayloadLimits, first: int = 0) -> None:
+def check_limits(items: Sequence[Item], limits: PayloadLimits, first: int = 0) -> None:
+    """Every event within the payload limits; the first one over them is a 422 naming its pattern."""
+    most, longest = limits.max_symbols_per_event, limits.max_symbol_length
     for i, item in enumerate(items, first):
         for event in item.events:
-            limits.check_symbols(event, f"patterns[{i}]")
+            if len(event) > most or max(map(len, event), default=0) > longest:
+                limits.check_symbols(event, f"patterns[{i}]")
 
 
 # ------------------------------------------------------------------ streamed bodies
@@ -98,7 +116,7 @@ def _validated_lines(lines: list[bytes], last_line: int) -> list[BulkPattern]:
         raise Unprocessable(f"{where}: {field + ': ' if field else ''}{first['msg']}") from error
 
 
-def arrow_batches(body: BinaryIO, size: int = STREAM_BATCH) -> Iterator[list[BulkPattern]]:
+def arrow_batches(body: BinaryIO, size: int = STREAM_BATCH) -> Iterator[Sequence[Item]]:
     """Batches of validated patterns from an Arrow IPC stream (``events``; optional ``emotives``, ``metadata``
     as JSON text or native values, ``frequency``)."""
     try:
@@ -108,15 +126,44 @@ def arrow_batches(body: BinaryIO, size: int = STREAM_BATCH) -> Iterator[list[Bul
     if "events" not in reader.schema.names:
         raise Unprocessable(f"the Arrow stream needs an 'events' column; it has {reader.schema.names}")
     row = 0
-    pending: list[dict[str, Any]] = []
+    pending: list[Item] = []
     for batch in reader:
-        pending.extend(_arrow_rows(batch))
-        while len(pending) >= size:
-            yield _validated_rows(pending[:size], row)
+        plain, problem = _plain_patterns(batch), None
+        if plain is None:
+            validated, problem = _validated_rows(_arrow_rows(batch), row + len(pending))
+        pending.extend(plain if plain is not None else validated)
+        while len(pending) >= size:  # the whole batches before an invalid row are committed, as sent
+            yield pending[:size]
             row += size
             pending = pending[size:]
+        if problem is not None:
+            raise problem
     if pending:
-        yield _validated_rows(pending, row)
+        yield pending
+
+
+def _plain_patterns(batch: pa.RecordBatch) -> list[PlainPattern] | None:
+    """The patterns of a batch of plain ``events`` (``list<list<string>>``, and an integer ``frequency``), valid
+    by their types, checked on whole columns rather than row by row; None when the batch has anything else or
+    any row that is not valid (the row-by-row validation then names it)."""
+    names = set(batch.schema.names)
+    kind = batch.schema.field("events").type
+    if not (names <= {"events", "frequency"} and pa.types.is_list(kind) and pa.types.is_list(kind.value_type)
+            and pa.types.is_string(kind.value_type.value_type)):
+        return None
+    events = batch.column("events")
+    inner = events.flatten()
+    if (events.null_count or inner.null_count or inner.flatten().null_count
+            or pc.min(pc.list_value_length(events)).as_py() == 0 or pc.min(pc.list_value_length(inner)).as_py() == 0):
+        return None
+    frequencies: list[int] | None = None
+    if "frequency" in names:
+        column = batch.column("frequency")
+        if not pa.types.is_integer(column.type) or column.null_count or (
+                len(column) and not (pc.min(column).as_py() >= 1 and pc.max(column).as_py() <= MAX_FREQUENCY)):
+            return None
+        frequencies = column.to_pylist()
+    return [PlainPattern(e, f) for e, f in zip(events.to_pylist(), frequencies or [1] * len(events))]
 
 
 def _arrow_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
@@ -132,15 +179,17 @@ def _arrow_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     return rows
 
 
-def _validated_rows(rows: list[dict[str, Any]], first: int) -> list[BulkPattern]:
+def _validated_rows(rows: list[dict[str, Any]], first: int) -> tuple[list[BulkPattern], Unprocessable | None]:
+    """The rows before the first invalid one (all of them when none is), validated, and the 422 naming it."""
     try:
-        return _ITEMS.validate_python(rows)
+        return _ITEMS.validate_python(rows), None
     except ValidationError as error:
-        problem = error.errors()[0]
+        problem = error.errors()[0]  # errors come in row order: every row before this one is valid
         loc = problem["loc"]
-        row = first + int(loc[0]) if loc and isinstance(loc[0], int) else first
+        bad = int(loc[0]) if loc and isinstance(loc[0], int) else 0
         field = ".".join(str(part) for part in loc[1:])
-        raise Unprocessable(f"row {row}: {field + ': ' if field else ''}{problem['msg']}") from error
+        return (_ITEMS.validate_python(rows[:bad]),
+                Unprocessable(f"row {first + bad}: {field + ': ' if field else ''}{problem['msg']}"))
 
 
 # ---------------------------------------------------------------------- the loader
@@ -166,7 +215,7 @@ class BulkLoader:
                 "learns_applied": outcome.learns, "new_patterns": sum(new), "skipped": outcome.skipped,
                 "pattern_names": outcome.names}
 
-    def learn_stream(self, kb_id: str, batches: Iterator[list[BulkPattern]], persistence: int,
+    def learn_stream(self, kb_id: str, batches: Iterator[Sequence[Item]], persistence: int,
                      load_id: str | None, limits: PayloadLimits, offset: int = 0) -> dict[str, Any]:
         """Commit a streamed body batch by batch. With ``load_id``, rows a previous stream of that load committed
         are skipped; ``offset`` is the load's row the body starts at (a client resuming sends only the rest)."""

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import redis
@@ -271,8 +272,8 @@ class LearnCommit:
             exists.append([keys.frequency(name), int(s.existed)])
             if not s.existed:
                 ops.append(["SET", keys.frequency(name), str(s.frequency)])
-                ops.append(["SET", keys.emotives(name), json.dumps(s.emotives)])
-                ops.append(["SET", keys.metadata(name), json.dumps(s.metadata)])
+                ops.append(["SET", keys.emotives(name), _json(s.emotives, "[]")])
+                ops.append(["SET", keys.metadata(name), _json(s.metadata, "{}")])
                 continue
             ops.append(["INCRBY", keys.frequency(name), s.frequency])
             if s.rewrite:
@@ -284,19 +285,18 @@ class LearnCommit:
         return {"exists": exists, "equal": equal, "ops": ops}
 
     def _counter_ops(self, keys: KBKeys, patterns: Sequence[LearnedPattern], new: list[bool]) -> list[list[Any]]:
-        symbol_freq: Counter[str] = Counter()
-        pmf: Counter[str] = Counter()
+        once = [p for p in patterns if p.repeats == 1]  # counted in one pass over all their symbols
+        symbol_freq: Counter[str] = Counter(chain.from_iterable(p.symbols for p in once))
+        for p in patterns:
+            if p.repeats > 1:
+                symbol_freq.update({s: c * p.repeats for s, c in p.symbol_counts.items()})
+        pmf: Counter[str] = Counter(chain.from_iterable(p.symbol_counts for p, is_new in zip(patterns, new)
+                                                        if is_new))
+        total_symbols = sum(p.length * p.repeats for p in patterns)
         members: dict[str, set[str]] = {}
-        total_symbols = 0
-        for p, is_new in zip(patterns, new):
-            counts = p.symbol_counts
-            symbol_freq.update({s: c * p.repeats for s, c in counts.items()})
-            total_symbols += p.length * p.repeats
-            if is_new:
-                pmf.update(counts.keys())
-            if self.symbol_to_patterns:
-                for s in counts:
-                    members.setdefault(s, set()).add(p.name)
+        for p in patterns if self.symbol_to_patterns else ():
+            for s in p.symbol_counts:
+                members.setdefault(s, set()).add(p.name)
         ops: list[list[Any]] = [["HINCRBY", keys.symbols_freq, s, c] for s, c in symbol_freq.items()]
         ops += [["HINCRBY", keys.symbols_pmf, s, c] for s, c in pmf.items()]
         ops += [["SADD", keys.symbol_to_patterns(s), *sorted(names)] for s, names in members.items()]
@@ -318,6 +318,11 @@ class LearnCommit:
             plan["ops"].append(["XADD", a.stream, "*", "rows", [i + 2], "n", a.rows])
             plan["ops"].append(["INCRBY", a.counter, a.rows])
         return int(self._script(args=[json.dumps(plan), *(a.blob for a in appends)]))
+
+
+def _json(value: Any, empty: str) -> str:
+    """``json.dumps(value)``; an empty list or dict (most patterns' emotives and metadata) without the encoder."""
+    return json.dumps(value) if value else empty
 
 
 def _text(value: Any) -> str | None:
