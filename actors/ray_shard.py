@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.process_memory import resident_bytes
+from actors.process_memory import resident_bytes, tune_collector
 from actors.ranges import ShardRanges
 from actors.shard import LocalTop, Shard, ShardStats
 from actors.stored_shard import FlushPolicy, StoredShard
@@ -73,6 +73,7 @@ class ShardActor:
                                  ranges=ShardRanges(shard_id, lo, hi, maps), shared_store=shared)
         self.loaded = self.inner.load()
         self.inner.start_flusher()
+        tune_collector()
 
     def ready(self) -> int:
         return self.loaded

@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from actors.process_memory import tune_collector
 from actors.ray_shard import RayShards, ShardVectorStore, Starter, start_shard_actors
 from cluster.stores.engines import open_redis
 from cluster.stores.pattern_log import LogKeys
@@ -44,6 +45,7 @@ class KatoIngress:
         holder = process_holder()
         holder.service = build_service(client, backend, self.settings)
         attach_observability(holder, client, redis_url, self.settings)
+        tune_collector()
 
 
 def ingress_application(settings: Settings, redis_url: str, autoscaling: dict[str, Any] | None = None,
