@@ -190,3 +190,18 @@ def test_an_arrow_column_is_indexed_exactly_as_python_lists_even_sliced():
     assert sorted(again.export("kb")) == sorted(lists.export("kb"))
     for stm in (patterns[0][:2], patterns[11][:3], [["x", "y"]]):
         assert _predicted(lists, stm, 0.1) == _predicted(arrow, stm, 0.1) == _predicted(again, stm, 0.1)
+
+
+def test_a_tuned_collector_leaves_start_up_objects_out_and_collects_young_objects_less_often():
+    import gc
+
+    from actors.process_memory import YOUNG_COLLECTION_THRESHOLD, tune_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
