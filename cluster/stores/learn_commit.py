@@ -85,6 +85,17 @@ if plan.snap > 0 then
         end
     end
 end
+local news = plan.news or {}
+if #overlays > 0 then
+    for i = 1, #news, 2 do
+        local old = redis.call('get', news[i])
+        local value = old and ('=' .. old) or '-'
+        for _, key in ipairs(overlays) do redis.call('hsetnx', key, 's' .. news[i], value) end
+    end
+end
+for i = 1, #news, 4000 do
+    redis.call('mset', unpack(news, i, math.min(i + 3999, #news)))
+end
 for n, op in ipairs(plan.ops) do
     for i = 2, #op do
         if type(op[i]) == 'table' then op[i] = ARGV[op[i][1]] end
@@ -267,13 +278,13 @@ class LearnCommit:
     def _plan(self, keys: KBKeys, state: dict[str, _Pattern], patterns: Sequence[LearnedPattern], new: list[bool],
               persistence: int) -> dict[str, Any]:
         ops: list[list[Any]] = []
+        news: list[str] = []  # key, value, ...: the new patterns' keys, set in a few MSETs
         exists, equal = [], []
         for name, s in state.items():
             exists.append([keys.frequency(name), int(s.existed)])
             if not s.existed:
-                ops.append(["SET", keys.frequency(name), str(s.frequency)])
-                ops.append(["SET", keys.emotives(name), _json(s.emotives, "[]")])
-                ops.append(["SET", keys.metadata(name), _json(s.metadata, "{}")])
+                news += [keys.frequency(name), str(s.frequency), keys.emotives(name), _json(s.emotives, "[]"),
+                         keys.metadata(name), _json(s.metadata, "{}")]
                 continue
             ops.append(["INCRBY", keys.frequency(name), s.frequency])
             if s.rewrite:
@@ -282,7 +293,7 @@ class LearnCommit:
                 ops.append(["SET", keys.emotives(name), json.dumps(s.emotives)])
                 ops.append(["SET", keys.metadata(name), json.dumps(s.metadata)])
         ops.extend(self._counter_ops(keys, patterns, new))
-        return {"exists": exists, "equal": equal, "ops": ops}
+        return {"exists": exists, "equal": equal, "ops": ops, "news": news}
 
     def _counter_ops(self, keys: KBKeys, patterns: Sequence[LearnedPattern], new: list[bool]) -> list[list[Any]]:
         once = [p for p in patterns if p.repeats == 1]  # counted in one pass over all their symbols
