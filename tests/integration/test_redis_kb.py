@@ -260,3 +260,16 @@ def test_repeated_learns_aggregate_like_separate_ones(redis_client, make_kb_id):
     assert memory_a == memory_b
     with pytest.raises(ValueError):
         LearnedPattern(first.name, first.events, emotives=[{"joy": 1.0}], repeats=2)
+
+
+def test_a_large_batch_of_new_patterns_equals_learning_them_one_by_one(redis_client):
+    """800 new patterns: their 4,800 key arguments are set in more than one MSET of the commit script."""
+    n = next(_ids)
+    seq_kb, batch_kb = f"seq{n}_kato", f"batch{n}_kato"
+    learns = [make_pattern([[f"s{i}"], [f"s{i + 1}", "t"]], [{"joy": i / 8}] if i % 3 == 0 else [],
+                           [{"k": i}] if i % 5 == 0 else []) for i in range(800)]
+    rk = RedisKB(redis_client)
+    assert [rk.learn(seq_kb, p, 5) for p in learns] == [True] * 800
+    assert rk.learn_batch(batch_kb, learns, 5) == [True] * 800
+    assert dump(redis_client, batch_kb) == dump(redis_client, seq_kb)
+    assert redis_client.get(f"{batch_kb}:metadata:{learns[5].name}") == '{"k": ["5"]}'
