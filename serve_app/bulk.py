@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
-from cluster.stores.kb_keys import KBKeys
 from cluster.stores.learn_commit import Guard, GuardFailed
 from schema.api import MAX_FREQUENCY, BulkLearnRequest, BulkPattern
 from schema.errors import Conflict, Unprocessable
@@ -205,7 +204,8 @@ class BulkLoader:
                                 f"{limits.max_events_per_request} per request")
         check_limits(request.patterns, limits)
         outcome = learned_patterns(request.patterns)
-        guard = Guard.once(KBKeys(kb_id).applied_batches, request.batch_id) if request.batch_id is not None else None
+        applied = self.backend.redis_kb.keys(kb_id).applied_batches
+        guard = Guard.once(applied, request.batch_id) if request.batch_id is not None else None
         try:
             new = self.backend.learn_batch(kb_id, outcome.learned, request.persistence, guard)
         except GuardFailed:
@@ -226,6 +226,7 @@ class BulkLoader:
                            "would leave a gap")
         rows = learns = created = skipped = commits = 0
         position = offset
+        loads = self.backend.redis_kb.keys(kb_id).bulk_loads
         for items in batches:
             start, position = position, position + len(items)
             if position <= resumed_from:
@@ -233,7 +234,7 @@ class BulkLoader:
             items = items[max(0, resumed_from - start):]
             check_limits(items, limits, max(start, resumed_from))
             outcome = learned_patterns(items)
-            guard = Guard.progress(KBKeys(kb_id).bulk_loads, load_id, done, position) if load_id else None
+            guard = Guard.progress(loads, load_id, done, position) if load_id else None
             try:
                 new = self.backend.learn_batch(kb_id, outcome.learned, persistence, guard)
             except GuardFailed as error:

@@ -88,7 +88,7 @@ class ClusterBackend:
                                    (lambda: self.map.version) if maps is not None else (lambda: None))
         self.before_change: Callable[[str], None] = lambda _kb_id: None  # the service settles pending predictions
         self.index_wait = index_wait
-        self.log_keys = log_keys or LogKeys()
+        self.log_keys = (log_keys or LogKeys()).on(redis_kb.client)
 
     @property
     def ranges(self) -> tuple[BucketRange, ...]:

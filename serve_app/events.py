@@ -19,6 +19,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from cluster.stores.key_space import is_cluster_url, node_url
+
 CHANNEL = "kato:events"
 SESSION_CREATED = "session.created"
 SESSION_DESTROYED = "session.destroyed"
@@ -122,8 +124,10 @@ class EventBus:
 
     @classmethod
     def from_url(cls, url: str, channel: str = CHANNEL) -> EventBus:
-        """A bus whose publisher and subscribers connect to ``url``."""
-        return cls(lambda: redis.Redis.from_url(url), url=url, channel=channel)
+        """A bus whose publisher and subscribers connect to ``url``; on a Redis Cluster, to the node the URL names
+        (a cluster delivers a message published on any node to the subscribers of every node)."""
+        plain = node_url(url) if is_cluster_url(url) else url
+        return cls(lambda: redis.Redis.from_url(plain), url=plain, channel=channel)
 
     @property
     def client(self) -> redis.Redis:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from cluster.stores.kb_keys import KBKeys
 from cluster.stores.kb_overlay import overlay_key
 from cluster.stores.sessions import SessionStore
 from schema.rules.query import QueryOptions
@@ -62,8 +63,10 @@ class PendingPredictions:
         record = json.loads(pending)
         if record_id is not None and record["record"] != record_id:
             return False
-        options = replace(QueryOptions.from_config(record["config"]), hidden=overlay.learned(record["kb_id"]))
-        predictions, _ = self.backend.predict(record["kb_id"], record["stm"], options, overlay_key(session_id))
+        hidden = overlay.learned(KBKeys(record["kb_id"], self.sessions.tag))
+        options = replace(QueryOptions.from_config(record["config"]), hidden=hidden)
+        predictions, _ = self.backend.predict(record["kb_id"], record["stm"], options,
+                                              overlay_key(session_id, self.sessions.tag))
         self.sessions.settle(session_id, pending, predictions)
         return True
 

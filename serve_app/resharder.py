@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cluster.stores.key_space import hash_tag
 from cluster.stores.shard_map import FreezeExpired, ShardMapStore
 from schema.errors import Conflict, ShardUnavailable
 from schema.placement import ShardMap, Transfer, rebalanced
@@ -240,8 +241,9 @@ class ReshardRunner:
         """``make(progress)`` builds the ``Resharder``; ``after()`` runs once it ends (the backend reloads the map)."""
         self.make = make
         self.client = client
-        self.key = f"kato:reshard:{namespace}"
-        self.lock_key = f"kato:reshard_lock:{namespace}"
+        tag = hash_tag(client)
+        self.key = f"{tag}kato:reshard:{namespace}"
+        self.lock_key = f"{tag}kato:reshard_lock:{namespace}"
         self.after = after
         self.owner = uuid.uuid4().hex
         self._thread: threading.Thread | None = None

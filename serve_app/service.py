@@ -147,7 +147,7 @@ class KatoService:
         if record is None:
             raise SessionNotFound(session_id, with_error=False)
         authorize_node(record["node_id"])
-        remaining = max(0, int(self.sessions.client.ttl(session_key(session_id))))
+        remaining = max(0, int(self.sessions.client.ttl(session_key(session_id, self.sessions.tag))))
         return self._session_response(SessionState.from_dict(record), remaining)
 
     def session_exists(self, session_id: str) -> dict[str, Any]:
@@ -341,7 +341,9 @@ class KatoService:
         stored = self.backend.store_patterns(request.kb_id, [LearnedPattern(name=row.name, events=row.events)
                                                              for row in request.patterns])
         pipe = self.backend.redis_kb.client.pipeline(transaction=False)
-        for key, item in request.keys.items():
+        ours = self.backend.redis_kb.keys(request.kb_id).prefix  # KATO's names, in this deployment
+        for kato_key, item in request.keys.items():
+            key = ours + kato_key[len(prefix):]
             pipe.delete(key)
             if item.type == "string":
                 pipe.set(key, str(item.value))

@@ -26,12 +26,44 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
         server.stop()
 
 
-@pytest.fixture
-def redis_client(embedded_redis) -> Iterator[object]:
-    """A decoded client on a flushed database (tests within one process run one at a time)."""
-    import redis
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real 3-master Redis Cluster (started the first time a test asks for it)."""
+    from cluster.ops.embedded_redis import EmbeddedRedisCluster
 
-    client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+    with EmbeddedRedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+REDIS_KINDS_ATTRIBUTE = "REDIS_KINDS"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``REDIS_KINDS = ("single", "cluster")`` runs its Redis tests on both deployments."""
+    kinds = getattr(metafunc.module, REDIS_KINDS_ATTRIBUTE, None)
+    if kinds and "redis_kind" in metafunc.fixturenames:
+        metafunc.parametrize("redis_kind", kinds)
+
+
+@pytest.fixture
+def redis_kind() -> str:
+    return "single"
+
+
+@pytest.fixture
+def redis_url(redis_kind: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the test's Redis: the single server, or the Redis Cluster (``redis+cluster://``)."""
+    server = request.getfixturevalue("redis_cluster" if redis_kind == "cluster" else "embedded_redis")
+    return server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[object]:
+    """A decoded client (the service's own: ``cluster.stores.redis_client.connect``) on a flushed database
+    (tests within one process run one at a time)."""
+    from cluster.stores.redis_client import connect
+
+    client = connect(redis_url)
     client.flushdb()
     try:
         yield client
@@ -40,12 +72,12 @@ def redis_client(embedded_redis) -> Iterator[object]:
 
 
 @pytest.fixture
-def pattern_log(embedded_redis, redis_client) -> object:
+def pattern_log(redis_url, redis_client) -> object:
     """The write-ahead log of pattern rows on the test Redis (flushed with it by ``redis_client``), in a
     namespace of its own: the e2e service in this process has shards 0 and 1 on the same Redis."""
     from cluster.stores.pattern_log import PatternLog
 
-    return PatternLog.from_url(embedded_redis.url, f"test{next(_kb_counter)}")
+    return PatternLog.from_url(redis_url, f"test{next(_kb_counter)}")
 
 
 @pytest.fixture(scope="session")

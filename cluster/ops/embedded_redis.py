@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -42,8 +43,9 @@ class EmbeddedRedis:
     """Starts on construction; ``stop()`` shuts it down (SHUTDOWN, then waits; kills only its own pid)."""
 
     def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None,
-                 start_timeout: float = 10.0, executable: str | None = None) -> None:
+                 start_timeout: float = 10.0, executable: str | None = None, extra_args: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir) / "redis"
+        self.extra_args = list(extra_args)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.start_timeout = start_timeout
@@ -68,7 +70,7 @@ class EmbeddedRedis:
         args = [
             self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
+            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"), *self.extra_args,
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
@@ -157,6 +159,70 @@ class EmbeddedRedis:
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
             proc.terminate()
+
+
+class EmbeddedRedisCluster:
+    """A private Redis Cluster of ``masters`` redis-servers (each an ``EmbeddedRedis`` with cluster mode on, AOF
+    and fsync always), its slots spread by ``redis-cli --cluster create``; for tests and benchmarks."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], masters: int = 3, start_timeout: float = 30.0,
+                 node_timeout_ms: int = 2000) -> None:
+        cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", str(node_timeout_ms))
+        self.nodes: list[EmbeddedRedis] = []
+        try:
+            for i in range(masters):
+                self.nodes.append(EmbeddedRedis(Path(data_dir) / f"node{i}", extra_args=cluster_args))
+            self._create(start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def node_for(self, key: str) -> EmbeddedRedis:
+        """The node that serves ``key``'s slot."""
+        with redis.Redis(host="127.0.0.1", port=self.nodes[0].port) as client:
+            _, host, port = _slot_owner(client, key)
+        return next(n for n in self.nodes if n.port == port)
+
+    def _create(self, timeout: float) -> None:
+        cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(self.nodes[0].executable), "redis-cli")
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as client:
+                while client.cluster("info").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedRedisCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _slot_owner(client: redis.Redis, key: str) -> tuple[int, str, int]:
+    slot = int(client.cluster("keyslot", key))
+    for start, end, owner, *_ in client.execute_command("CLUSTER SLOTS"):
+        if int(start) <= slot <= int(end):
+            return slot, _text(owner[0]), int(owner[1])
+    raise LookupError(f"no node serves slot {slot}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def redis_or_embedded(url: str | None, data_dir: str | os.PathLike[str]) -> tuple[redis.Redis, EmbeddedRedis | None]:

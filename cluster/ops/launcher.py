@@ -222,6 +222,7 @@ def check_engines(settings: Settings) -> None:
     import redis
 
     from cluster.stores.clickhouse import open_pattern_store
+    from cluster.stores.redis_client import connect
     from schema.errors import StoreUnavailable
 
     if settings.store and not settings.store.startswith("chdb:"):
@@ -236,7 +237,7 @@ def check_engines(settings: Settings) -> None:
             driver_log.setLevel(level)
     if settings.redis:
         try:
-            redis.Redis.from_url(settings.redis, socket_connect_timeout=3).ping()
+            connect(settings.redis, socket_connect_timeout=3).ping()
         except redis.RedisError as error:
             raise LauncherError(f"Redis at {settings.redis} is unreachable: {error}") from error
 

@@ -1,4 +1,5 @@
-"""Redis key names of one knowledge base, in KATO's layout (spec §3.6): every key starts with ``{kb_id}:``."""
+"""Redis key names of one knowledge base, in KATO's layout (spec §3.6): every key starts with ``{kb_id}:``
+(after the deployment's hash tag on a Redis Cluster: ``cluster.stores.key_space``)."""
 
 from __future__ import annotations
 
@@ -14,35 +15,36 @@ def glob_escape(text: str) -> str:
 
 
 class KBKeys:
-    def __init__(self, kb_id: str) -> None:
+    def __init__(self, kb_id: str, tag: str = "") -> None:
+        """``tag``: the deployment's hash tag (``cluster.stores.key_space.hash_tag``), empty on a single Redis."""
         self.kb_id = kb_id
-        self.prefix = f"{kb_id}:"
-        self.symbols_freq = f"{kb_id}:symbols:freq"
-        self.symbols_pmf = f"{kb_id}:symbols:pmf"
-        self.total_symbols = f"{kb_id}:{GLOBAL_TOTAL_SYMBOLS}"
-        self.pattern_frequencies = f"{kb_id}:{GLOBAL_PATTERN_FREQUENCIES}"
-        self.unique_patterns = f"{kb_id}:{GLOBAL_UNIQUE_PATTERNS}"
-        self.applied_batches = f"{kb_id}:bulk:applied_batches"  # batch ids of /bulk/learn applied (at most once)
-        self.bulk_loads = f"{kb_id}:bulk:loads"  # load id -> rows of a streamed load committed so far
-        self.pending_vectors = f"{kb_id}:vectors:pending"  # the node's vectors observed since its last learn
+        self.prefix = p = f"{tag}{kb_id}:"
+        self.symbols_freq = f"{p}symbols:freq"
+        self.symbols_pmf = f"{p}symbols:pmf"
+        self.total_symbols = f"{p}{GLOBAL_TOTAL_SYMBOLS}"
+        self.pattern_frequencies = f"{p}{GLOBAL_PATTERN_FREQUENCIES}"
+        self.unique_patterns = f"{p}{GLOBAL_UNIQUE_PATTERNS}"
+        self.applied_batches = f"{p}bulk:applied_batches"  # batch ids of /bulk/learn applied (at most once)
+        self.bulk_loads = f"{p}bulk:loads"  # load id -> rows of a streamed load committed so far
+        self.pending_vectors = f"{p}vectors:pending"  # the node's vectors observed since its last learn
 
     def frequency(self, name: str) -> str:
-        return f"{self.kb_id}:frequency:{name}"
+        return f"{self.prefix}frequency:{name}"
 
     def emotives(self, name: str) -> str:
-        return f"{self.kb_id}:emotives:{name}"
+        return f"{self.prefix}emotives:{name}"
 
     def metadata(self, name: str) -> str:
-        return f"{self.kb_id}:metadata:{name}"
+        return f"{self.prefix}metadata:{name}"
 
     def affinity(self, symbol: str) -> str:
-        return f"{self.kb_id}:affinity:{symbol}"
+        return f"{self.prefix}affinity:{symbol}"
 
     def symbol_to_patterns(self, symbol: str) -> str:
-        return f"{self.kb_id}:symbol_to_patterns:{symbol}"
+        return f"{self.prefix}symbol_to_patterns:{symbol}"
 
     def intrinsic(self, kind: str, name: str) -> str:
-        return f"{self.kb_id}:{kind}:{name}"
+        return f"{self.prefix}{kind}:{name}"
 
     def match_all(self) -> str:
         return glob_escape(self.prefix) + "*"

@@ -27,16 +27,16 @@ ABSENT = b"-"
 RECORD_FIELD = b"@record"  # the id of the pending record the overlay belongs to
 
 
-def overlay_key(session_id: str) -> str:
-    """The overlay of the session's stored pending record."""
-    return f"{OVERLAY_PREFIX}{session_id}"
+def overlay_key(session_id: str, tag: str = "") -> str:
+    """The overlay of the session's stored pending record (``tag``: the deployment's hash tag)."""
+    return f"{tag}{OVERLAY_PREFIX}{session_id}"
 
 
-def next_overlay_key(session_id: str) -> str:
+def next_overlay_key(session_id: str, tag: str = "") -> str:
     """The overlay of a record a request has made but not stored yet (an observe-sequence that learns): its own
     key, so that the stored record, still pending and perhaps being computed, keeps its overlay; the session's
     save moves it into place."""
-    return f"{NEXT_OVERLAY_PREFIX}{session_id}"
+    return f"{tag}{NEXT_OVERLAY_PREFIX}{session_id}"
 
 
 def _string_field(key: str) -> bytes:
@@ -93,9 +93,9 @@ class KBOverlay:
         """HLEN as it was: the fields created since are not counted."""
         return current - sum(1 for _, old in self._changed(key) if old == ABSENT)
 
-    def learned(self, kb_id: str) -> tuple[str, ...]:
-        """The names of the patterns the learns created (their frequency key did not exist), sorted."""
-        head = _string_field(KBKeys(kb_id).frequency(""))
+    def learned(self, keys: KBKeys) -> tuple[str, ...]:
+        """The names of the patterns the learns created in that KB (their frequency key did not exist), sorted."""
+        head = _string_field(keys.frequency(""))
         return tuple(sorted(f[len(head):].decode() for f, old in self.fields.items()
                             if old == ABSENT and f.startswith(head)))
 

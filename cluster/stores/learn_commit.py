@@ -31,6 +31,7 @@ import redis
 
 from cluster.stores.kb_keys import KBKeys
 from cluster.stores.kb_overlay import NEXT_OVERLAY_PREFIX, OVERLAY_PREFIX, next_overlay_key
+from cluster.stores.key_space import hash_tag
 from cluster.stores.pattern_log import LogAppend
 from cluster.stores.sessions import DEFAULT_TTL_SECONDS, kb_pending_key
 from schema.errors import ServiceUnavailable, StaleShardMap
@@ -182,6 +183,7 @@ class LearnCommit:
         self.client = client
         self.symbol_to_patterns = symbol_to_patterns
         self.log_bound = log_bound
+        self.tag = hash_tag(client)
         self._script = client.register_script(_COMMIT)
 
     def commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
@@ -193,7 +195,7 @@ class LearnCommit:
         batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step.
         The values it overwrites are kept in the overlay of every stored pending observe of the KB and of
         ``view`` (session id, record id: the learning session's own observe, stored after the learn)."""
-        keys = KBKeys(kb_id)
+        keys = KBKeys(kb_id, self.tag)
         conflicts = 0
         frozen_until = time.monotonic() + _FROZEN_WAIT
         while conflicts < _MAX_ATTEMPTS:
@@ -201,16 +203,17 @@ class LearnCommit:
             new = self._replay(state, patterns, persistence)
             plan = self._plan(keys, state, patterns, new, persistence)
             plan["snap"] = len(plan["ops"])  # the statistics writes: pending observes keep what they overwrite
-            plan["overlay"] = [kb_pending_key(kb_id), OVERLAY_PREFIX, NEXT_OVERLAY_PREFIX]
+            tag = self.tag
+            plan["overlay"] = [kb_pending_key(kb_id, tag), tag + OVERLAY_PREFIX, tag + NEXT_OVERLAY_PREFIX]
             if view is not None:  # the session's save moves this overlay into place and sets its TTL
-                plan["own"] = [next_overlay_key(view[0]), view[1], DEFAULT_TTL_SECONDS, view[0]]
+                plan["own"] = [next_overlay_key(view[0], tag), view[1], DEFAULT_TTL_SECONDS, view[0]]
             if guard is not None:
                 plan["guards"] = [list(check) for check in guard.checks]
                 plan["ops"].extend(list(op) for op in guard.ops)
             if map_guard is not None:
                 plan["map"] = [map_guard.key, map_guard.version, list(map_guard.buckets)]
             appends = rows_for({p.name for p, is_new in zip(patterns, new) if is_new}) if rows_for else []
-            outcome = self._run(plan, appends)
+            outcome = self._run(plan, appends, keys.total_symbols)
             if outcome == 1:
                 return new
             if outcome == 2:
@@ -234,7 +237,7 @@ class LearnCommit:
             for set_key, member in before:
                 pipe.sadd(set_key, member)
             pipe.execute()
-        if appends and self._run({"exists": [], "equal": [], "ops": []}, list(appends)) == -1:
+        if appends and self._run({"exists": [], "equal": [], "ops": []}, list(appends), appends[0].stream) == -1:
             raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
 
     def _read(self, keys: KBKeys, patterns: Sequence[LearnedPattern], before: Sequence[tuple[str, str]]
@@ -321,14 +324,16 @@ class LearnCommit:
                 ops += [["HINCRBYFLOAT", keys.affinity(s), emotive, repr(value)] for emotive, value in delta.items()]
         return ops
 
-    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend]) -> int:
+    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend], route: str) -> int:
+        """Run the plan; ``route`` is one of its keys: it names the script's slot, where a Redis Cluster runs it
+        (every key of the plan shares that slot: ``cluster.stores.key_space``)."""
         plan["caps"] = [[a.counter, self.log_bound, a.rows] for a in appends]
         plan.setdefault("guards", [])
         plan.setdefault("snap", 0)
         for i, a in enumerate(appends):
             plan["ops"].append(["XADD", a.stream, "*", "rows", [i + 2], "n", a.rows])
             plan["ops"].append(["INCRBY", a.counter, a.rows])
-        return int(self._script(args=[json.dumps(plan), *(a.blob for a in appends)]))
+        return int(self._script(keys=[route], args=[json.dumps(plan), *(a.blob for a in appends)]))
 
 
 def _json(value: Any, empty: str) -> str:

@@ -24,13 +24,14 @@ Clear-all drops a KB's logs on every shard together with its patterns (``actors.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import redis
 
+from cluster.stores.key_space import hash_tag
 from schema.pattern_rows import PATTERN_SCHEMA
 
 DEFAULT_NAMESPACE = "kato"
@@ -52,18 +53,23 @@ return removed
 
 @dataclass(frozen=True)
 class LogKeys:
-    """The key names of one service's logs."""
+    """The key names of one service's logs (``tag``: the deployment's hash tag, ``cluster.stores.key_space``)."""
 
     namespace: str = DEFAULT_NAMESPACE
+    tag: str = ""
 
     def stream(self, kb_id: str, shard_id: int) -> str:
-        return f"kato:wal:{self.namespace}:{kb_id}:{shard_id}"
+        return f"{self.tag}kato:wal:{self.namespace}:{kb_id}:{shard_id}"
 
     def rows(self, kb_id: str, shard_id: int) -> str:
-        return f"kato:wal:{self.namespace}:{kb_id}:{shard_id}:rows"
+        return f"{self.tag}kato:wal:{self.namespace}:{kb_id}:{shard_id}:rows"
 
     def registry(self, shard_id: int) -> str:
-        return f"kato:wal_kbs:{self.namespace}:{shard_id}"
+        return f"{self.tag}kato:wal_kbs:{self.namespace}:{shard_id}"
+
+    def on(self, client: Any) -> LogKeys:
+        """These names in ``client``'s deployment."""
+        return replace(self, tag=hash_tag(client))
 
 
 def encode_rows(table: pa.Table) -> bytes:
@@ -122,7 +128,7 @@ class PatternLog:
 
     def __init__(self, client: redis.Redis, keys: LogKeys | None = None) -> None:
         self.client = client
-        self.keys = keys or LogKeys()
+        self.keys = (keys or LogKeys()).on(client)
         self._trim = client.register_script(_TRIM)
 
     @classmethod

@@ -16,6 +16,7 @@ import redis
 
 from cluster.stores.kb_keys import KBKeys, glob_escape
 from cluster.stores.kb_overlay import KBOverlay
+from cluster.stores.key_space import hash_tag
 from cluster.stores.learn_commit import Guard, LearnCommit, MapGuard, RowsFor
 from cluster.stores.pattern_log import LogAppend
 from schema.learning import LearnedPattern
@@ -41,7 +42,12 @@ class RedisKB:
         self.client = client
         self.service_name = service_name
         self.symbol_to_patterns = symbol_to_patterns
+        self.tag = hash_tag(client)
         self._commit = LearnCommit(client, symbol_to_patterns, log_bound)
+
+    def keys(self, kb_id: str) -> KBKeys:
+        """The KB's key names in this deployment."""
+        return KBKeys(kb_id, self.tag)
 
     def kb_id(self, node_id: str) -> str:
         return kb_id_for(node_id, self.service_name)
@@ -64,11 +70,11 @@ class RedisKB:
 
     def load_progress(self, kb_id: str, load_id: str) -> int | None:
         """Rows of a streamed load committed so far (None: the load never committed a batch)."""
-        value = self.client.hget(KBKeys(kb_id).bulk_loads, load_id)
+        value = self.client.hget(self.keys(kb_id).bulk_loads, load_id)
         return None if value is None else int(value)
 
     def batch_applied(self, kb_id: str, batch_id: str) -> bool:
-        return bool(self.client.sismember(KBKeys(kb_id).applied_batches, batch_id))
+        return bool(self.client.sismember(self.keys(kb_id).applied_batches, batch_id))
 
     def append_log(self, appends: Sequence[LogAppend], before: Sequence[tuple[str, str]] = ()) -> None:
         """Append rows to shard logs without statistics (rows imported with their KATO keys)."""
@@ -76,7 +82,7 @@ class RedisKB:
 
     def write_intrinsics(self, kb_id: str, intrinsics: Mapping[str, PatternIntrinsics]) -> None:
         """Store finalize-training's per-pattern values (spec §3.7)."""
-        keys = KBKeys(kb_id)
+        keys = self.keys(kb_id)
         pipe = self.client.pipeline(transaction=False)
         for name, v in intrinsics.items():
             pipe.set(keys.intrinsic("entropy", name), repr(float(v.entropy)))
@@ -89,7 +95,7 @@ class RedisKB:
         """Delete every ``{kb_id}:*`` key (SCAN, never KEYS); returns how many were deleted."""
         deleted = 0
         batch: list[str] = []
-        for key in self._scan(KBKeys(kb_id).match_all()):
+        for key in self._scan(self.keys(kb_id).match_all()):
             batch.append(key)
             if len(batch) >= _DELETE_CHUNK:
                 deleted += self.client.delete(*batch)
@@ -105,7 +111,7 @@ class RedisKB:
         patterns with finalize-training values). With ``as_of`` (an overlay key, ``cluster.stores.kb_overlay``),
         the values as they were before the learns it recorded, and ``hidden`` the patterns those learns created;
         the overlay is read last, so a learn committed between the reads is undone as well."""
-        keys = KBKeys(kb_id)
+        keys = self.keys(kb_id)
         names = list(dict.fromkeys(names))
         symbols = list(dict.fromkeys(symbols))
         weight_symbols = list(dict.fromkeys(weight_symbols))
@@ -127,7 +133,7 @@ class RedisKB:
         replies = pipe.execute()
         seen = KBOverlay(replies.pop()) if as_of is not None else KBOverlay()
         stats = self._stats(keys, iter(replies), seen, names, symbols, weight_symbols)
-        stats.hidden = seen.learned(kb_id)
+        stats.hidden = seen.learned(keys)
         return stats
 
     def _stats(self, keys: KBKeys, replies: Iterator[Any], seen: KBOverlay, names: list[str], symbols: list[str],
@@ -162,7 +168,7 @@ class RedisKB:
 
     def pattern_info(self, kb_id: str, name: str) -> dict[str, Any] | None:
         """``{"frequency", "emotives", "metadata"}`` of a pattern, or None when Redis knows nothing of it."""
-        keys = KBKeys(kb_id)
+        keys = self.keys(kb_id)
         frequency, emotives, metadata = self.client.mget(
             [keys.frequency(name), keys.emotives(name), keys.metadata(name)])
         if frequency is None and emotives is None and metadata is None:
@@ -174,11 +180,11 @@ class RedisKB:
         }
 
     def symbol_affinity(self, kb_id: str, symbol: str) -> dict[str, float]:
-        fields = self.client.hgetall(KBKeys(kb_id).affinity(symbol))
+        fields = self.client.hgetall(self.keys(kb_id).affinity(symbol))
         return {_text(k): float(_text(v)) for k, v in fields.items()}
 
     def affinities(self, kb_id: str) -> dict[str, dict[str, float]]:
-        keys = KBKeys(kb_id)
+        keys = self.keys(kb_id)
         prefix = keys.affinity("")
         found = sorted(self._scan(glob_escape(prefix) + "*"))
         pipe = self.client.pipeline(transaction=False)
@@ -189,7 +195,7 @@ class RedisKB:
 
     def symbol_stats(self, kb_id: str) -> dict[str, dict[str, Any]]:
         """``{symbol: {"name", "frequency", "pattern_member_frequency"}}`` (``/symbols/stats``)."""
-        keys = KBKeys(kb_id)
+        keys = self.keys(kb_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(keys.symbols_freq)
         pipe.hgetall(keys.symbols_pmf)

@@ -34,6 +34,7 @@ import orjson
 import redis
 
 from cluster.stores.kb_overlay import KBOverlay, next_overlay_key, overlay_key
+from cluster.stores.key_space import hash_tag
 from schema.errors import SessionLockLost, SessionLockTimeout
 
 SESSION_PREFIX = "kato:session:"
@@ -159,8 +160,8 @@ return 0
 """
 
 
-def session_key(session_id: str) -> str:
-    return f"{SESSION_PREFIX}{session_id}"
+def session_key(session_id: str, tag: str = "") -> str:
+    return f"{tag}{SESSION_PREFIX}{session_id}"
 
 
 def is_session_id(session_id: str) -> bool:
@@ -169,20 +170,20 @@ def is_session_id(session_id: str) -> bool:
     return bool(session_id) and ":" not in session_id and not session_id.startswith("_")
 
 
-def predictions_key(session_id: str) -> str:
-    return f"{PREDICTIONS_PREFIX}{session_id}"
+def predictions_key(session_id: str, tag: str = "") -> str:
+    return f"{tag}{PREDICTIONS_PREFIX}{session_id}"
 
 
-def pending_key(session_id: str) -> str:
-    return f"{PENDING_PREFIX}{session_id}"
+def pending_key(session_id: str, tag: str = "") -> str:
+    return f"{tag}{PENDING_PREFIX}{session_id}"
 
 
-def kb_pending_key(kb_id: str) -> str:
-    return f"{KB_PENDING_PREFIX}{kb_id}"
+def kb_pending_key(kb_id: str, tag: str = "") -> str:
+    return f"{tag}{KB_PENDING_PREFIX}{kb_id}"
 
 
-def node_active_key(node_id: str) -> str:
-    return f"{SESSION_PREFIX}node:{node_id}:active"
+def node_active_key(node_id: str, tag: str = "") -> str:
+    return f"{tag}{SESSION_PREFIX}node:{node_id}:active"
 
 
 _APART = ("predictions", "pending_predictions")  # stored beside the session JSON, not in it
@@ -200,6 +201,8 @@ class SessionStore:
     def __init__(self, client: redis.Redis, default_ttl: int = DEFAULT_TTL_SECONDS) -> None:
         self.client = client
         self.default_ttl = default_ttl
+        self.tag = tag = hash_tag(client)
+        self.active_index = tag + ACTIVE_INDEX
         self._release = client.register_script(_RELEASE)
         self._take = client.register_script(_CHECKOUT)
         self._save = client.register_script(_SAVE)
@@ -256,16 +259,18 @@ class SessionStore:
         pending = session.get("pending_predictions")
         record_id = ""
         if pending is not None:
-            mode, payload, kb_pending = "pending", json.dumps(pending).encode(), kb_pending_key(pending["kb_id"])
+            mode, payload = "pending", json.dumps(pending).encode()
+            kb_pending = kb_pending_key(pending["kb_id"], self.tag)
             record_id = pending["record"]
         elif predictions is not None:
-            mode, payload, kb_pending = "predictions", orjson.dumps(predictions), KB_PENDING_PREFIX
+            mode, payload, kb_pending = "predictions", orjson.dumps(predictions), self.tag + KB_PENDING_PREFIX
         else:
-            mode, payload, kb_pending = "keep", b"", KB_PENDING_PREFIX
+            mode, payload, kb_pending = "keep", b"", self.tag + KB_PENDING_PREFIX
         record = json.dumps({k: v for k, v in session.items() if k not in _APART})
-        keys = [session_key(sid), pending_key(sid), predictions_key(sid), kb_pending, ACTIVE_INDEX,
-                node_active_key(session["node_id"]), lock_key or f"{LOCK_PREFIX}{sid}", overlay_key(sid),
-                next_overlay_key(sid)]
+        tag = self.tag
+        keys = [session_key(sid, tag), pending_key(sid, tag), predictions_key(sid, tag), kb_pending, self.active_index,
+                node_active_key(session["node_id"], tag), lock_key or f"{tag}{LOCK_PREFIX}{sid}", overlay_key(sid, tag),
+                next_overlay_key(sid, tag)]
         return bool(self._save(keys=keys, args=[token, record, ttl, mode, payload, sid, record_id]))
 
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
@@ -273,7 +278,8 @@ class SessionStore:
         ``predictions`` is in the record only ``with_predictions``. One round trip."""
         if not is_session_id(session_id):
             return None
-        keys = [session_key(session_id), predictions_key(session_id), pending_key(session_id), overlay_key(session_id)]
+        keys = [session_key(session_id, self.tag), predictions_key(session_id, self.tag),
+                pending_key(session_id, self.tag), overlay_key(session_id, self.tag)]
         reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch)])
         raw = reply[0] if reply else None
         if raw is None:
@@ -287,15 +293,16 @@ class SessionStore:
     def delete(self, session_id: str) -> bool:
         if not is_session_id(session_id):
             return False
-        raw = self.client.get(session_key(session_id))
+        raw = self.client.get(session_key(session_id, self.tag))
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(session_key(session_id))
-        pipe.srem(ACTIVE_INDEX, session_id)
-        pipe.delete(predictions_key(session_id))
-        pipe.delete(pending_key(session_id), overlay_key(session_id), next_overlay_key(session_id))
+        pipe.delete(session_key(session_id, self.tag))
+        pipe.srem(self.active_index, session_id)
+        pipe.delete(predictions_key(session_id, self.tag))
+        pipe.delete(pending_key(session_id, self.tag), overlay_key(session_id, self.tag),
+                    next_overlay_key(session_id, self.tag))
         deleted = bool(pipe.execute()[0])
         if raw is not None:  # drop the node pointer only if it still points at this session
-            node_key = node_active_key(json.loads(_text(raw))["node_id"])
+            node_key = node_active_key(json.loads(_text(raw))["node_id"], self.tag)
             self._release(keys=[node_key], args=[session_id])
         return deleted
 
@@ -304,8 +311,8 @@ class SessionStore:
         if not is_session_id(session_id):
             return {"exists": False, "expired": False}
         pipe = self.client.pipeline(transaction=False)
-        pipe.exists(session_key(session_id))
-        pipe.sismember(ACTIVE_INDEX, session_id)
+        pipe.exists(session_key(session_id, self.tag))
+        pipe.sismember(self.active_index, session_id)
         present, indexed = pipe.execute()
         return {"exists": bool(present), "expired": bool(not present and indexed)}
 
@@ -313,17 +320,17 @@ class SessionStore:
         """Set this session's expiry to now + ``ttl_seconds`` (its stored ``ttl_seconds`` is unchanged)."""
         if not is_session_id(session_id):
             return False
-        raw = self.client.get(session_key(session_id))
+        raw = self.client.get(session_key(session_id, self.tag))
         if raw is None:
             return False
         session = json.loads(_text(raw))
         session["expires_at"] = (_now() + timedelta(seconds=int(ttl_seconds))).isoformat()
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(session_key(session_id), json.dumps(session), ex=int(ttl_seconds))
-        pipe.expire(predictions_key(session_id), int(ttl_seconds))
-        pipe.expire(pending_key(session_id), int(ttl_seconds))
-        pipe.expire(overlay_key(session_id), int(ttl_seconds))
-        pipe.expire(node_active_key(session["node_id"]), int(ttl_seconds))
+        pipe.set(session_key(session_id, self.tag), json.dumps(session), ex=int(ttl_seconds))
+        pipe.expire(predictions_key(session_id, self.tag), int(ttl_seconds))
+        pipe.expire(pending_key(session_id, self.tag), int(ttl_seconds))
+        pipe.expire(overlay_key(session_id, self.tag), int(ttl_seconds))
+        pipe.expire(node_active_key(session["node_id"], self.tag), int(ttl_seconds))
         pipe.execute()
         return True
 
@@ -334,44 +341,45 @@ class SessionStore:
         if not is_session_id(session_id):
             return None, KBOverlay()
         pipe = self.client.pipeline(transaction=True)
-        pipe.get(pending_key(session_id))
-        pipe.hgetall(overlay_key(session_id))
+        pipe.get(pending_key(session_id, self.tag))
+        pipe.hgetall(overlay_key(session_id, self.tag))
         raw, fields = pipe.execute()
         return (None if raw is None else _text(raw)), KBOverlay(fields)
 
     def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]]) -> bool:
         """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile."""
         kb_id = json.loads(pending)["kb_id"]
-        return bool(self._settle(keys=[pending_key(session_id), predictions_key(session_id), kb_pending_key(kb_id),
-                                       overlay_key(session_id)],
+        return bool(self._settle(keys=[pending_key(session_id, self.tag), predictions_key(session_id, self.tag),
+                                       kb_pending_key(kb_id, self.tag), overlay_key(session_id, self.tag)],
                                  args=[pending, orjson.dumps(predictions), session_id]))
 
     def pending_sessions(self, kb_id: str) -> list[str]:
-        return sorted(_text(sid) for sid in self.client.smembers(kb_pending_key(kb_id)))
+        return sorted(_text(sid) for sid in self.client.smembers(kb_pending_key(kb_id, self.tag)))
 
     def forget_settled(self, kb_id: str, session_id: str) -> None:
-        self._forget_settled(keys=[pending_key(session_id), kb_pending_key(kb_id)], args=[session_id])
+        self._forget_settled(keys=[pending_key(session_id, self.tag), kb_pending_key(kb_id, self.tag)],
+                             args=[session_id])
 
     def active_for_node(self, node_id: str) -> str | None:
         """The node's current session id if that session is still alive."""
-        sid = self.client.get(node_active_key(node_id))
+        sid = self.client.get(node_active_key(node_id, self.tag))
         if sid is None:
             return None
         sid = _text(sid)
-        return sid if self.client.exists(session_key(sid)) else None
+        return sid if self.client.exists(session_key(sid, self.tag)) else None
 
     def count(self) -> int:
         """Live sessions; ids whose key has expired are pruned from the index first."""
-        ids = [_text(i) for i in self.client.sscan_iter(ACTIVE_INDEX, count=1000)]
+        ids = [_text(i) for i in self.client.sscan_iter(self.active_index, count=1000)]
         if not ids:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for sid in ids:
-            pipe.exists(session_key(sid))
+            pipe.exists(session_key(sid, self.tag))
         alive = pipe.execute()
         dead = [sid for sid, ok in zip(ids, alive) if not ok]
         if dead:
-            self.client.srem(ACTIVE_INDEX, *dead)
+            self.client.srem(self.active_index, *dead)
         return len(ids) - len(dead)
 
     # ------------------------------------------------------------------- lock
@@ -406,7 +414,8 @@ class SessionStore:
             yield Checkout(self, session_id, "", "", None)
             return
         key, token, lease_ms = self._lock_terms(session_id, timeout)
-        reply = self._acquire(session_id, timeout, None, lambda: self._take(keys=[key, session_key(session_id)],
+        record_key = session_key(session_id, self.tag)
+        reply = self._acquire(session_id, timeout, None, lambda: self._take(keys=[key, record_key],
                                                                              args=[token, lease_ms]))
         raw = reply[1] if len(reply) > 1 else None
         held = Checkout(self, session_id, key, token, json.loads(_text(raw)) if raw is not None else None)
@@ -416,13 +425,12 @@ class SessionStore:
             finally:
                 if not held.done:
                     ttl = int((held.record or {}).get("ttl_seconds") or self.default_ttl)
-                    touched = [session_key(session_id), predictions_key(session_id), pending_key(session_id),
-                               overlay_key(session_id)]
+                    touched = [record_key, predictions_key(session_id, self.tag), pending_key(session_id, self.tag),
+                               overlay_key(session_id, self.tag)]
                     self._release(keys=[key, *(touched if held.record is not None else [])], args=[token, ttl])
 
-    @staticmethod
-    def _lock_terms(session_id: str, timeout: float) -> tuple[str, str, int]:
-        return f"{LOCK_PREFIX}{session_id}", secrets.token_hex(16), max(1, int(timeout * 1000))
+    def _lock_terms(self, session_id: str, timeout: float) -> tuple[str, str, int]:
+        return f"{self.tag}{LOCK_PREFIX}{session_id}", secrets.token_hex(16), max(1, int(timeout * 1000))
 
     @staticmethod
     def _acquire(session_id: str, timeout: float, blocking_timeout: float | None, attempt: Callable[[], Any]) -> Any:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import redis
 
+from cluster.stores.key_space import hash_tag
 from schema.errors import Conflict
 from schema.placement import BucketRange, ShardMap
 
@@ -34,8 +35,8 @@ return 1
 """
 
 
-def map_key(namespace: str) -> str:
-    return f"kato:shard_map:{namespace}"
+def map_key(namespace: str, tag: str = "") -> str:
+    return f"{tag}kato:shard_map:{namespace}"
 
 
 def encode(shard_map: ShardMap) -> str:
@@ -49,7 +50,7 @@ class FreezeExpired(Conflict):
 class ShardMapStore:
     def __init__(self, client: redis.Redis, namespace: str = "kato") -> None:
         self.client = client
-        self.key = map_key(namespace)
+        self.key = map_key(namespace, hash_tag(client))
         self._swap = client.register_script(_SWAP)
         self._switch = client.register_script(_SWITCH)
 

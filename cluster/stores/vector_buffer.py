@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import redis
 
 from cluster.stores.kb_keys import KBKeys
+from cluster.stores.key_space import hash_tag
 
 Pending = tuple[str, list[float]]
 
@@ -22,10 +23,10 @@ Pending = tuple[str, list[float]]
 class VectorBuffer:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client  # decoded or not: entries are JSON either way
+        self.tag = hash_tag(client)
 
-    @staticmethod
-    def key(kb_id: str) -> str:
-        return KBKeys(kb_id).pending_vectors
+    def key(self, kb_id: str) -> str:
+        return KBKeys(kb_id, self.tag).pending_vectors
 
     def append(self, kb_id: str, name: str, vector: Sequence[float]) -> None:
         """Buffer one observation's vector (the float64 sum; JSON keeps every float64 exactly)."""

@@ -23,6 +23,7 @@ from serve_app.local_shards import LocalShards
 from tests.unit.test_predictor_differential import assert_same
 
 pytestmark = pytest.mark.integration
+REDIS_KINDS = ("single", "cluster")  # each Redis test runs on a single server and on a Redis Cluster
 
 
 def make_backend(chdb_store, redis_client, pattern_log, shard_count: int) -> ClusterBackend:

@@ -9,8 +9,10 @@ from schema.learning import make_pattern
 from schema.naming import kb_id_for
 from schema.pattern_rows import pattern_table
 from tests.integration.patterns_gen import random_patterns
+from tests.integration.redis_keys import kb_key
 
 pytestmark = pytest.mark.integration
+REDIS_KINDS = ("single", "cluster")  # each Redis test runs on a single server and on a Redis Cluster
 
 HOSTILE_NODES = [
     "it's",
@@ -27,7 +29,7 @@ HOSTILE_NODES = [
 
 
 def _keys(client, kb_id: str) -> set[str]:
-    return {k for k in client.scan_iter(count=1000) if k.startswith(f"{kb_id}:")}
+    return {k for k in client.scan_iter(count=1000) if k.startswith(kb_key(client, kb_id, ""))}
 
 
 def _fill(store, rk: RedisKB, kb: str, seed: int):

@@ -15,6 +15,7 @@ import pytest
 from actors.stored_shard import FlushPolicy
 from cluster.ops.local import local_shard_factory
 from cluster.stores.kb_overlay import next_overlay_key, overlay_key
+from cluster.stores.key_space import hash_tag
 from cluster.stores.redis_kb import RedisKB
 from cluster.stores.sessions import SessionStore, predictions_key
 from cluster.stores.shard_map import ShardMapStore
@@ -29,9 +30,11 @@ from serve_app.local_shards import LocalShards
 from serve_app.pending_predictions import SettleWorker
 from serve_app.service import KatoService
 from serve_app.topology import shard_ranges
+from tests.integration.redis_keys import kb_key
 from tests.unit.kato_helpers import as_json
 
 pytestmark = pytest.mark.integration
+REDIS_KINDS = ("single", "cluster")  # each Redis test runs on a single server and on a Redis Cluster
 
 WORDS = [f"v{i}" for i in range(10)]
 CONFIGS = [{}, {"max_predictions": 3, "recall_threshold": 0.3}, {"affinity_emotive": "joy"},
@@ -141,17 +144,18 @@ def test_a_learn_keeps_the_overwritten_values_for_the_pending_observe_only(servi
     learner.observe({"strings": ["a"]})
     learner.observe({"strings": ["c"]})
     learner.learn()  # a new pattern and a new symbol, after the watcher's observe
-    fields = redis_client.hgetall(overlay_key(watcher.sid))
+    fields = redis_client.hgetall(overlay_key(watcher.sid, hash_tag(redis_client)))
     kb = learner.reference.kb_id
     assert fields["@record"]
-    created = [f for f, v in fields.items() if f.startswith(f"s{kb}:frequency:") and v == "-"]
+    created = [f for f, v in fields.items() if f.startswith("s" + kb_key(redis_client, kb, "frequency:")) and v == "-"]
     assert len(created) == 1
-    assert fields[f"s{kb}:global:total_unique_patterns"] == "=1"
-    assert fields[f"h{len(f'{kb}:symbols:pmf')}:{kb}:symbols:pmfc"] == "-"
-    assert fields[f"h{len(f'{kb}:symbols:pmf')}:{kb}:symbols:pmfa"] == "=1"
+    pmf = kb_key(redis_client, kb, "symbols:pmf")
+    assert fields["s" + kb_key(redis_client, kb, "global:total_unique_patterns")] == "=1"
+    assert fields[f"h{len(pmf)}:{pmf}c"] == "-"
+    assert fields[f"h{len(pmf)}:{pmf}a"] == "=1"
     assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
     assert [p["future"] for p in watcher.cognition_predictions()] == [[]]
-    assert redis_client.exists(overlay_key(watcher.sid)) == 0
+    assert redis_client.exists(overlay_key(watcher.sid, hash_tag(redis_client))) == 0
     assert learner.cognition_predictions() == as_json(learner.reference.state.predictions)
 
 
@@ -177,13 +181,13 @@ def test_a_stored_record_computed_while_a_request_learns_keeps_its_view_and_the_
     learned = make_pattern([["a"], ["b"], ["e"]], [], [])
     service.backend.learn(kb, learned, 5, PendingView(pair.sid, "next-record"))  # the request's learn
     assert service.pending.settle(pair.sid)  # the worker gets to the stored record meanwhile
-    stored = json.loads(redis_client.get(predictions_key(pair.sid)))
+    stored = json.loads(redis_client.get(predictions_key(pair.sid, hash_tag(redis_client))))
     assert stored == as_json(before_stored) and learned.name not in {p["name"] for p in stored}
     state = service.sessions.get(pair.sid)
     state["pending_predictions"] = {"record": "next-record", "unique_id": "u", "kb_id": kb, "stm": stm_next,
                                     "config": {}}
     service.sessions.save(state)  # the request stores its record, and the overlay its learn made
-    assert redis_client.exists(next_overlay_key(pair.sid)) == 0
-    assert redis_client.hget(overlay_key(pair.sid), "@record") == "next-record"
+    assert redis_client.exists(next_overlay_key(pair.sid, hash_tag(redis_client))) == 0
+    assert redis_client.hget(overlay_key(pair.sid, hash_tag(redis_client)), "@record") == "next-record"
     got = service.cognition_data(pair.sid)["cognition_data"]["predictions"]
     assert got == as_json(before_next) and learned.name not in {p["name"] for p in got}

@@ -14,18 +14,21 @@ from cluster.stores.redis_kb import RedisKB, glob_escape
 from schema.learning import LearnedPattern, accumulate_metadata, make_pattern
 from schema.naming import pattern_hash
 from schema.rules.metrics import PatternIntrinsics
+from tests.integration.redis_keys import kb_key
 
 pytestmark = pytest.mark.integration
+REDIS_KINDS = ("single", "cluster")  # each Redis test runs on a single server and on a Redis Cluster
 _ids = itertools.count()
 
 
 def dump(client, kb_id: str) -> dict[str, object]:
-    """Every key of a KB with its value, the ``{kb_id}:`` prefix stripped."""
+    """Every key of a KB with its value, the ``{kb_id}:`` prefix (and hash tag) stripped."""
     out: dict[str, object] = {}
-    for key in client.scan_iter(match=glob_escape(f"{kb_id}:") + "*"):
+    prefix = kb_key(client, kb_id, "")
+    for key in client.scan_iter(match=glob_escape(prefix) + "*"):
         kind = client.type(key)
         value = {"string": client.get, "hash": client.hgetall, "set": client.smembers}[kind](key)
-        out[key[len(kb_id) + 1:]] = value
+        out[key[len(prefix):]] = value
     return out
 
 
@@ -71,14 +74,15 @@ def test_emotives_trimmed_to_persistence(redis_client, make_kb_id):
     seven = [{"e": float(i)} for i in range(7)]
     p = learned([["a"], ["b"]], emotives=seven)
     rk.learn(kb, p, 5)
-    assert json.loads(redis_client.get(f"{kb}:emotives:{p.name}")) == seven[2:]
+    assert json.loads(redis_client.get(kb_key(redis_client, kb, f"emotives:{p.name}"))) == seven[2:]
 
     kb2 = make_kb_id("relearn")
     first = learned([["a"], ["b"]], emotives=[{"x": 1.0}, {"x": 2.0}, {"x": 3.0}])
     second = learned([["a"], ["b"]], emotives=[{"x": 4.0}, {"x": 5.0}, {"x": 6.0}])
     rk.learn(kb2, first, 5)
     rk.learn(kb2, second, 5)
-    assert json.loads(redis_client.get(f"{kb2}:emotives:{first.name}")) == [{"x": v} for v in (2.0, 3.0, 4.0, 5.0, 6.0)]
+    stored = redis_client.get(kb_key(redis_client, kb2, f"emotives:{first.name}"))
+    assert json.loads(stored) == [{"x": v} for v in (2.0, 3.0, 4.0, 5.0, 6.0)]
     assert rk.pattern_info(kb2, first.name)["frequency"] == 2
 
 
@@ -88,7 +92,8 @@ def test_metadata_union_as_sorted_strings(redis_client, make_kb_id):
     p1 = learned([["a", "b"]], metadata=[{"n": 123, "flag": True}, {"n": 45.67}])
     p2 = learned([["a", "b"]], metadata=[{"n": "0", "tag": "x"}])
     rk.learn(kb, p1, 5)
-    assert json.loads(redis_client.get(f"{kb}:metadata:{p1.name}")) == {"n": ["123", "45.67"], "flag": ["True"]}
+    stored = redis_client.get(kb_key(redis_client, kb, f"metadata:{p1.name}"))
+    assert json.loads(stored) == {"n": ["123", "45.67"], "flag": ["True"]}
     rk.learn(kb, p2, 5)
     info = rk.pattern_info(kb, p1.name)
     assert info["metadata"] == {"n": ["0", "123", "45.67"], "flag": ["True"], "tag": ["x"]}
@@ -107,7 +112,7 @@ def test_affinity_running_sum(redis_client, make_kb_id):
     for symbol, joy in (("A", 0.6), ("B", 2.6), ("C", 2.0)):
         assert everything[symbol] == pytest.approx({"joy": joy})
     rk.learn(kb, learned([["D"], ["E"]]), 5)  # no emotives: no affinity key
-    assert redis_client.exists(f"{kb}:affinity:D") == 0
+    assert redis_client.exists(kb_key(redis_client, kb, "affinity:D")) == 0
     assert rk.symbol_affinity(kb, "unknown") == {}
     # varying keys accumulate per key
     rk.learn(kb, learned([["A"], ["Z"]], emotives=[{"joy": 1.0}, {"fear": 3.0}]), 5)
@@ -201,15 +206,15 @@ def test_batched_statistics_equal_one_by_one(redis_client, learns, persistence, 
     assert sum(seq_new) == len({p.name for p in learns})
 
 
-def test_concurrent_learns_lose_no_emotives(embedded_redis, redis_client, make_kb_id):
-    import redis
+def test_concurrent_learns_lose_no_emotives(redis_url, redis_client, make_kb_id):
+    from cluster.stores.redis_client import connect
 
     kb = make_kb_id()
     events = [["a"], ["b"]]
     threads_n, per_thread = 6, 15
 
     def worker(t: int) -> None:
-        client = redis.Redis.from_url(embedded_redis.url, decode_responses=True)
+        client = connect(redis_url)
         rk = RedisKB(client)
         for i in range(per_thread):
             rk.learn(kb, learned(events, emotives=[{"t": float(t)}], metadata=[{"m": f"{t}-{i}"}]), 100)
@@ -224,7 +229,7 @@ def test_concurrent_learns_lose_no_emotives(embedded_redis, redis_client, make_k
     assert info["frequency"] == threads_n * per_thread
     assert len(info["emotives"]) == threads_n * per_thread
     assert len(info["metadata"]["m"]) == threads_n * per_thread
-    assert redis_client.get(f"{kb}:global:total_unique_patterns") == "1"
+    assert redis_client.get(kb_key(redis_client, kb, "global:total_unique_patterns")) == "1"
 
 
 def test_clear_kb_uses_literal_prefix(redis_client, make_kb_id):
@@ -251,7 +256,7 @@ def test_repeated_learns_aggregate_like_separate_ones(redis_client, make_kb_id):
     kb.learn_batch(aggregated, [first, LearnedPattern(first.name, first.events, repeats=7),
                                 learned([["t"], ["u"]])], 5)
     assert dump(redis_client, one_by_one) == dump(redis_client, aggregated)
-    assert redis_client.get(f"{aggregated}:frequency:{first.name}") == "8"
+    assert redis_client.get(kb_key(redis_client, aggregated, f"frequency:{first.name}")) == "8"
     memory_a, memory_b = MemoryKB(), MemoryKB()
     for p in (first, *[plain] * 7):
         memory_a.learn(p, 5)
@@ -272,4 +277,4 @@ def test_a_large_batch_of_new_patterns_equals_learning_them_one_by_one(redis_cli
     assert [rk.learn(seq_kb, p, 5) for p in learns] == [True] * 800
     assert rk.learn_batch(batch_kb, learns, 5) == [True] * 800
     assert dump(redis_client, batch_kb) == dump(redis_client, seq_kb)
-    assert redis_client.get(f"{batch_kb}:metadata:{learns[5].name}") == '{"k": ["5"]}'
+    assert redis_client.get(kb_key(redis_client, batch_kb, f"metadata:{learns[5].name}")) == '{"k": ["5"]}'

@@ -18,8 +18,10 @@ from schema.placement import even_ranges, owners
 from schema.rules.query import QueryOptions
 from serve_app.cluster_backend import ClusterBackend
 from serve_app.local_shards import LocalShards
+from tests.integration.redis_keys import kb_key
 
 pytestmark = pytest.mark.integration
+REDIS_KINDS = ("single", "cluster")  # each Redis test runs on a single server and on a Redis Cluster
 
 
 class Crash(RuntimeError):
@@ -99,8 +101,8 @@ def test_relearning_logs_nothing_and_counts_once(chdb_store, redis_client, patte
     backend.learn(kb_id, pattern, 5)
     backend.learn(kb_id, pattern, 5)
     assert sum(s.stats().log_rows for s in shards) == 1
-    assert redis_client.get(f"{kb_id}:frequency:{pattern.name}") == "2"
-    assert redis_client.get(f"{kb_id}:global:total_unique_patterns") == "1"
+    assert redis_client.get(kb_key(redis_client, kb_id, f"frequency:{pattern.name}")) == "2"
+    assert redis_client.get(kb_key(redis_client, kb_id, "global:total_unique_patterns")) == "1"
 
 
 def test_a_commit_whose_replica_died_is_served_after_a_restart(chdb_store, redis_client,
@@ -145,9 +147,9 @@ def test_a_crash_at_any_flush_step_loses_nothing_and_duplicates_nothing(chdb_sto
     assert stored_rows(chdb_store, kb_id) == 200, "a row the store already had was inserted again"
     assert chdb_store.count(kb_id) == 200
     assert sum(s.stats().log_rows for s in restarted) == 0
-    frequencies = redis_client.mget([f"{kb_id}:frequency:{p.name}" for p in learned])
+    frequencies = redis_client.mget([kb_key(redis_client, kb_id, f"frequency:{p.name}") for p in learned])
     assert frequencies == ["2"] * 50 + ["1"] * 150
-    assert redis_client.get(f"{kb_id}:global:total_unique_patterns") == "200"
+    assert redis_client.get(kb_key(redis_client, kb_id, "global:total_unique_patterns")) == "200"
     again = shards_for(chdb_store, pattern_log)
     assert load(again, kb_id) == 200
 
@@ -186,7 +188,8 @@ def test_a_full_log_refuses_learns_with_503_and_counts_nothing(chdb_store, redis
     with pytest.raises(LogFull) as info:
         backend.learn_batch(kb_id, patterns(10, "q"), 5)
     assert isinstance(info.value, ServiceUnavailable) and info.value.retry_after >= 1
-    assert redis_client.get(f"{kb_id}:global:total_unique_patterns") == "20"  # the refused batch left no trace
+    unique = redis_client.get(kb_key(redis_client, kb_id, "global:total_unique_patterns"))
+    assert unique == "20"  # the refused batch left no trace
     shards[0].flush()
     assert all(backend.learn_batch(kb_id, patterns(10, "q"), 5))
 
