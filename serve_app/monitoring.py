@@ -30,6 +30,8 @@ from typing import Any
 
 import redis
 
+from cluster.stores.key_space import hash_tag
+
 try:  # optional: /proc and shutil fallbacks below cover Linux without it
     import psutil
 except ImportError:  # pragma: no cover - depends on the environment
@@ -92,9 +94,9 @@ def health_status(cpu_percent: float | None, memory_percent: float | None,
     return status, issues
 
 
-def ts_key(minute: int) -> str:
-    """The per-minute time-series hash (``minute`` = epoch seconds // 60)."""
-    return f"{TS_PREFIX}{minute}"
+def ts_key(minute: int, tag: str = "") -> str:
+    """The per-minute time-series hash (``minute`` = epoch seconds // 60; ``tag``: the deployment's hash tag)."""
+    return f"{tag}{TS_PREFIX}{minute}"
 
 
 def _iso_now() -> str:
@@ -171,6 +173,8 @@ class Monitor:
     def __init__(self, client: redis.Redis, service_name: str = "kato", version: str = DEFAULT_VERSION,
                  started_at: float | None = None, disk_path: str = "/") -> None:
         self.client = client
+        self.tag = hash_tag(client)
+        self.totals_key = self.tag + TOTALS_KEY
         self.service_name = service_name
         self.version = version
         self.started_at = time.time() if started_at is None else float(started_at)
@@ -223,24 +227,23 @@ class Monitor:
             except Exception:  # metrics never fail the service, and this thread must outlive any error
                 _log.warning("request metrics were not written", exc_info=True)
 
-    @staticmethod
-    def _add_request(pipe: Any, path: str, status: int, seconds: float, at: float) -> None:
+    def _add_request(self, pipe: Any, path: str, status: int, seconds: float, at: float) -> None:
         seconds = max(0.0, float(seconds))
         is_error = int(status) >= 500
         is_session_op = path.startswith(SESSION_PATH_PREFIX)
-        key = ts_key(int(at // 60))
-        pipe.hincrby(TOTALS_KEY, "requests", 1)
-        pipe.hincrbyfloat(TOTALS_KEY, "duration_sum", seconds)
+        key = ts_key(int(at // 60), self.tag)
+        pipe.hincrby(self.totals_key, "requests", 1)
+        pipe.hincrbyfloat(self.totals_key, "duration_sum", seconds)
         pipe.hincrby(key, "kato_requests_total:n", 1)
         pipe.hincrby(key, "kato_request_duration_seconds:n", 1)
         pipe.hincrbyfloat(key, "kato_request_duration_seconds:s", seconds)
         pipe.hincrby(key, "response_time:n", 1)
         pipe.hincrbyfloat(key, "response_time:s", seconds * 1000.0)
         if is_error:
-            pipe.hincrby(TOTALS_KEY, "errors", 1)
+            pipe.hincrby(self.totals_key, "errors", 1)
             pipe.hincrby(key, "kato_errors_total:n", 1)
         if is_session_op:
-            pipe.hincrby(TOTALS_KEY, "session_operations", 1)
+            pipe.hincrby(self.totals_key, "session_operations", 1)
             pipe.hincrby(key, "session_operations:n", 1)
         pipe.expire(key, RETENTION_SECONDS)
 
@@ -248,9 +251,9 @@ class Monitor:
         """Count a session ``"created"`` or ``"deleted"``."""
         if kind not in ("created", "deleted"):
             raise ValueError(f"unknown session event {kind!r} (expected 'created' or 'deleted')")
-        key = ts_key(int(time.time() // 60))
+        key = ts_key(int(time.time() // 60), self.tag)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(TOTALS_KEY, f"sessions_{kind}", 1)
+        pipe.hincrby(self.totals_key, f"sessions_{kind}", 1)
         pipe.hincrby(key, f"sessions_{kind}:n", 1)
         pipe.expire(key, RETENTION_SECONDS)
         pipe.execute()
@@ -260,15 +263,15 @@ class Monitor:
         if name not in DATABASES:
             raise ValueError(f"unknown database {name!r} (expected one of {DATABASES})")
         seconds = max(0.0, float(seconds))
-        key = ts_key(int(time.time() // 60))
+        key = ts_key(int(time.time() // 60), self.tag)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(TOTALS_KEY, f"{name}_operations", 1)
-        pipe.hincrbyfloat(TOTALS_KEY, f"{name}_duration_sum", seconds)
+        pipe.hincrby(self.totals_key, f"{name}_operations", 1)
+        pipe.hincrbyfloat(self.totals_key, f"{name}_duration_sum", seconds)
         pipe.hincrby(key, f"{name}_operations:n", 1)
         pipe.hincrby(key, f"{name}_response_time:n", 1)
         pipe.hincrbyfloat(key, f"{name}_response_time:s", seconds)
         if error:
-            pipe.hincrby(TOTALS_KEY, f"{name}_errors", 1)
+            pipe.hincrby(self.totals_key, f"{name}_errors", 1)
             pipe.hincrby(key, f"{name}_errors:n", 1)
         pipe.expire(key, RETENTION_SECONDS)
         pipe.execute()
@@ -286,7 +289,7 @@ class Monitor:
         self._resources = resources
         self.last_collection = time.time()
         if record:
-            key = ts_key(int(self.last_collection // 60))
+            key = ts_key(int(self.last_collection // 60), self.tag)
             pipe = self.client.pipeline(transaction=False)
             for series, value in (("kato_cpu_usage_percent", cpu), ("kato_memory_usage_percent", memory),
                                   ("kato_disk_usage_percent", resources["disk_percent"])):
@@ -333,9 +336,9 @@ class Monitor:
         first = min(int((now - span * 60) // 60), current - 1)
         buckets = list(range(first, current + 1))
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(TOTALS_KEY)
+        pipe.hgetall(self.totals_key)
         for minute in buckets:
-            pipe.hgetall(ts_key(minute))
+            pipe.hgetall(ts_key(minute, self.tag))
         totals, *hashes = pipe.execute()
         return totals, list(zip(buckets, hashes))
 

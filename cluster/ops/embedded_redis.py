@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from cluster.ops.ports import free_port
@@ -184,9 +185,31 @@ class EmbeddedRedisCluster:
 
     def node_for(self, key: str) -> EmbeddedRedis:
         """The node that serves ``key``'s slot."""
+        return self.node_for_slot(key_slot(key.encode()))
+
+    def move_slot(self, slot: int, target: EmbeddedRedis) -> None:
+        """Migrate ``slot`` and its keys to ``target`` as a cluster resharding does (IMPORTING/MIGRATING, MIGRATE,
+        then SETSLOT NODE on every master)."""
+        source = self.node_for_slot(slot)
+        if source is target:
+            return
+        with redis.Redis(host="127.0.0.1", port=source.port) as src, \
+                redis.Redis(host="127.0.0.1", port=target.port) as dst:
+            src_id, dst_id = _text(src.execute_command("CLUSTER MYID")), _text(dst.execute_command("CLUSTER MYID"))
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 10_000, "KEYS", *keys)
+        for node in self.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as client:
+                client.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+    def node_for_slot(self, slot: int) -> EmbeddedRedis:
         with redis.Redis(host="127.0.0.1", port=self.nodes[0].port) as client:
-            _, host, port = _slot_owner(client, key)
-        return next(n for n in self.nodes if n.port == port)
+            for start, end, owner, *_ in client.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return next(n for n in self.nodes if n.port == int(owner[1]))
+        raise LookupError(f"no node serves slot {slot}")
 
     def _create(self, timeout: float) -> None:
         cli = shutil.which("redis-cli") or os.path.join(os.path.dirname(self.nodes[0].executable), "redis-cli")
@@ -211,14 +234,6 @@ class EmbeddedRedisCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _slot_owner(client: redis.Redis, key: str) -> tuple[int, str, int]:
-    slot = int(client.cluster("keyslot", key))
-    for start, end, owner, *_ in client.execute_command("CLUSTER SLOTS"):
-        if int(start) <= slot <= int(end):
-            return slot, _text(owner[0]), int(owner[1])
-    raise LookupError(f"no node serves slot {slot}")
 
 
 def _text(value: bytes | str) -> str:

@@ -121,6 +121,7 @@ class SlotFollower:
             if (self.pool.connection_kwargs.get("host"), self.pool.connection_kwargs.get("port")) != (host, port):
                 self.pool.connection_kwargs.update(host=host, port=port)
                 self.pool.disconnect()
+                self.pool.reset()  # its idle connections keep the address they were made with
             self._stale = False
 
     def _owner(self) -> tuple[str, int]:
