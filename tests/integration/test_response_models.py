@@ -86,7 +86,9 @@ def client(chdb_store, redis_client, pattern_log):
         return Resharder(shards, maps, progress)
 
     service.resharding = ReshardRunner(make, redis_client, pattern_log.keys.namespace, after=backend.refresh_map)
-    yield CheckedClient(build_app(ServiceHolder(service=service, monitor=Monitor(redis_client))))
+    monitor = Monitor(redis_client)
+    yield CheckedClient(build_app(ServiceHolder(service=service, monitor=monitor)))
+    monitor.flush()  # its queued request records now, not in the middle of the next test
     for shard in shards.shards.values():
         shard.stop_flusher()
 
