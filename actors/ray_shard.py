@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -27,7 +29,7 @@ from actors.vector_index import NodeVectors, VectorIndex
 from cluster.stores.pattern_log import decode_rows, encode_rows
 from cluster.stores.vector_buffer import VectorBuffer
 from schema.errors import KatoError, ShardUnavailable
-from schema.placement import ShardMap
+from schema.placement import ShardMap, least_loaded_nodes
 from schema.rules.query import QueryOptions
 
 ACTOR_PREFIX = "kato-shard-"
@@ -151,21 +153,23 @@ class ShardActor:
 
 def start_shard_actors(ranges: Sequence[tuple[int, int, int]], store_dsns: Sequence[str | None],
                        namespace: str, detached: bool = False, redis_url: str | None = None,
-                       flush: dict | None = None) -> list[ray.actor.ActorHandle]:
+                       flush: dict | None = None, occupied: Mapping[str, int] | None = None
+                       ) -> list[ray.actor.ActorHandle]:
     """Start (or reuse) one named actor per bucket range and wait until each has loaded its range (and the
     rows still in its write-ahead logs on ``redis_url``).
 
-    Placement (``placement``): shard ``i`` asks for the ``i``-th live node, round robin, as a soft preference, so
-    the shards of a cluster of several nodes are spread evenly over them, and one restarted after its node died
-    goes to a node still alive. The actors reserve no CPU and a token of memory (``SCHEDULING_MEMORY``), so any
-node can take one."""
-    nodes = live_nodes()
+    Placement (``placements``): each shard asks for the live node holding the fewest shards (``occupied``
+    counts the shards already running, per node id), as a soft preference, so the shards of a cluster of
+    several nodes are spread evenly over them, a node that joined takes the shards a reshard adds, and one
+    restarted after its node died goes to a node still alive. The actors reserve no CPU and a token of memory
+    (``SCHEDULING_MEMORY``), so any node can take one."""
+    strategies = placements(len(ranges), live_nodes(), occupied or {})
     handles = [
         ShardActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
             name=f"{ACTOR_PREFIX}{shard_id}", namespace=namespace, get_if_exists=True,
-            scheduling_strategy=placement(shard_id, nodes),
+            scheduling_strategy=strategy,
             lifetime="detached" if detached else None).remote(shard_id, lo, hi, dsn, redis_url, flush, namespace)
-        for (shard_id, lo, hi), dsn in zip(ranges, store_dsns)
+        for (shard_id, lo, hi), dsn, strategy in zip(ranges, store_dsns, strategies)
     ]
     ray.get([h.ready.remote() for h in handles])
     return handles
@@ -176,16 +180,27 @@ def live_nodes() -> list[str]:
     return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
 
 
-def placement(shard_id: int, nodes: Sequence[str]) -> NodeAffinitySchedulingStrategy | str:
-    """Where shard ``shard_id`` is started among ``nodes`` (``live_nodes``): round robin, softly (a node that is
-    gone or full is passed over); ``SPREAD`` when Ray lists no node."""
+def ray_nodes() -> list[dict[str, Any]]:
+    """Ray's nodes as ``/status`` lists them: id, address, whether alive, CPUs and memory Ray may schedule;
+    live ones first, then by id."""
+    listed = [{"node_id": n["NodeID"], "address": n.get("NodeManagerAddress", ""), "alive": bool(n.get("Alive")),
+               "cpus": float(n.get("Resources", {}).get("CPU", 0.0)),
+               "memory_bytes": int(n.get("Resources", {}).get("memory", 0))} for n in ray.nodes()]
+    return sorted(listed, key=lambda n: (not n["alive"], n["node_id"]))
+
+
+def placements(count: int, nodes: Sequence[str], occupied: Mapping[str, int]
+               ) -> list[NodeAffinitySchedulingStrategy | str]:
+    """Where ``count`` new shards start among ``nodes`` (``live_nodes``): ``least_loaded_nodes``, softly (a node
+    that is gone or full is passed over); ``SPREAD`` when Ray lists no node."""
     if not nodes:
-        return "SPREAD"
-    return NodeAffinitySchedulingStrategy(nodes[shard_id % len(nodes)], soft=True)
+        return ["SPREAD"] * count
+    return [NodeAffinitySchedulingStrategy(node, soft=True) for node in least_loaded_nodes(count, nodes, occupied)]
 
 
-Starter = Callable[[int, int, int], ray.actor.ActorHandle]
-"""Starts (or finds) the shard actor of a shard id with that range, loaded: what a reshard adds."""
+Starter = Callable[[int, int, int, Mapping[str, int]], ray.actor.ActorHandle]
+"""Starts (or finds) the shard actor of a shard id with that range, loaded: what a reshard adds. The mapping
+counts the shards running on each Ray node (``placements``)."""
 
 
 class RayShards:
@@ -229,6 +244,10 @@ class RayShards:
 
     def export(self, kb_id: str) -> list[tuple[str, list[list[str]]]]:
         return [item for part in self._get([h.export.remote(kb_id) for h in self._all()]) for item in part]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node Ray knows, live ones first (a node that joined and holds no shard yet is listed too)."""
+        return ray_nodes()
 
     def get(self, kb_id: str, name: str) -> list[list[str]] | None:
         return next((e for e in self._get([h.get.remote(kb_id, name) for h in self._all()]) if e is not None),
@@ -292,7 +311,8 @@ class RayShards:
         if shard_id not in self.handles:
             if self.starter is None:
                 raise RuntimeError("these shard actors were reached without a starter: they cannot grow")
-            self.handles = {**self.handles, shard_id: self.starter(shard_id, lo, hi)}
+            occupied = Counter(stats.node_id for stats in self.stats())
+            self.handles = {**self.handles, shard_id: self.starter(shard_id, lo, hi, occupied)}
 
     def remove_shard(self, shard_id: int) -> None:
         """Retire a shard's actor and stop it; repeatable. It is found by name when this process no longer holds

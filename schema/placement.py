@@ -7,7 +7,7 @@ works with one version at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +140,16 @@ class ShardMap:
         target = data.get("target")
         return cls(int(data["version"]), ranges(data["ranges"]), ranges(target) if target is not None else None,
                    int(data.get("frozen_until_ms") or 0))
+
+
+def least_loaded_nodes(count: int, nodes: Sequence[str], occupied: Mapping[str, int]) -> list[str]:
+    """The nodes ``count`` new shards go to: one after the other to the node holding the fewest shards
+    (``occupied`` and those placed before counted), ties to the first of ``nodes``. With nothing occupied this
+    is round robin; a node that joined takes the new shards until it holds as many as the others."""
+    held = {node: occupied.get(node, 0) for node in nodes}
+    chosen = []
+    for _ in range(count if nodes else 0):
+        node = min(nodes, key=held.__getitem__)
+        held[node] += 1
+        chosen.append(node)
+    return chosen

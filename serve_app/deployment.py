@@ -6,6 +6,7 @@ session because sessions live in Redis and are serialised by its cluster-wide lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -63,9 +64,10 @@ def ingress_application(settings: Settings, redis_url: str, autoscaling: dict[st
 
 def shard_starter(settings: Settings, redis_url: str) -> Starter:
     """Starts (or finds) one shard actor, detached and named, on the service's engines."""
-    def start(shard_id: int, lo: int, hi: int) -> ray.actor.ActorHandle:
+    def start(shard_id: int, lo: int, hi: int, occupied: Mapping[str, int]) -> ray.actor.ActorHandle:
         return start_shard_actors([(shard_id, lo, hi)], [settings.shard_store_dsn(shard_id)], settings.namespace,
-                                  detached=True, redis_url=redis_url, flush=settings.flush_policy())[0]
+                                  detached=True, redis_url=redis_url, flush=settings.flush_policy(),
+                                  occupied=occupied)[0]
     return start
 
 

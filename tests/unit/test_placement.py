@@ -14,6 +14,7 @@ from schema.placement import (
     ShardMap,
     Transfer,
     even_ranges,
+    least_loaded_nodes,
     owners,
     rebalanced,
     split_by_owner,
@@ -112,3 +113,17 @@ def test_every_pair_of_counts_up_to_six_plans_a_full_cover():
         new = rebalanced(even_ranges(before), after)
         assert covers_everything_once(new)
         assert len({r.shard_id for r in new}) == after
+
+
+def test_new_shards_go_round_robin_over_empty_nodes():
+    assert least_loaded_nodes(5, ["a", "b", "c"], {}) == ["a", "b", "c", "a", "b"]
+
+
+def test_a_node_that_joined_takes_the_new_shards_until_it_holds_as_many():
+    assert least_loaded_nodes(2, ["head", "joined"], {"head": 2}) == ["joined", "joined"]
+    assert least_loaded_nodes(3, ["a", "b", "c"], {"a": 2, "b": 1}) == ["c", "b", "c"]
+
+
+def test_shards_on_nodes_gone_are_not_counted_and_no_node_places_nothing():
+    assert least_loaded_nodes(2, ["b"], {"gone": 3, "b": 1}) == ["b", "b"]
+    assert least_loaded_nodes(3, [], {}) == []
