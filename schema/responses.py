@@ -495,6 +495,16 @@ class StatusSessions(_Open):
     active: int = Field(description="Live sessions.")
 
 
+class RayNode(BaseModel):
+    """A node of the Ray cluster."""
+
+    node_id: str
+    address: str = Field(description="The node's IP address.")
+    alive: bool
+    cpus: float = Field(description="CPUs Ray may schedule there.")
+    memory_bytes: int = Field(description="Memory Ray may schedule there.")
+
+
 class StatusResponse(_Open):
     """``GET /status``."""
 
@@ -506,6 +516,8 @@ class StatusResponse(_Open):
     version: str
     engines: EngineHealth
     shard_map: ReshardStatus = Field(description="The saved shard map and the last reshard's progress.")
+    nodes: list[RayNode] = Field(description="The Ray cluster's nodes, live first (none for in-process shards); "
+                                             "which shards each holds is the processors' ray_node.")
 
 
 class SessionMetrics(BaseModel):

@@ -53,6 +53,10 @@ class LocalShards:
     def wait_ready(self, deadline_seconds: float = 60.0) -> None:
         """In-process shards are always ready."""
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """In-process shards run on no Ray node."""
+        return []
+
     def sync(self, shard_map: ShardMap) -> None:
         """In-process shards are added and removed by the reshard itself (``add_shard``/``remove_shard``)."""
 

@@ -20,7 +20,11 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
        redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
        ingress: str = typer.Option(None, help="How HTTP reaches the replicas: haproxy (Serve's HAProxy) or proxy "
                                               "(Serve's proxy actor) [env KATO_INGRESS; default haproxy]."),
-       detach: bool = typer.Option(False, help="Run in the background; return once /health answers.")) -> None:
+       join: str = typer.Option(None, "--join", metavar="HOST:PORT",
+                                help="Add this machine to the Ray cluster whose head is at HOST:PORT (started by "
+                                     "`ray start --head`, as ray_config.yaml's head) instead of starting a service."),
+       detach: bool = typer.Option(False, help="Run in the background; return once /health answers (with --join: "
+                                               "once this node runs).")) -> None:
     """Start the engines, a local Ray cluster, the shards and the HTTP API. Ctrl-C stops everything."""
     from cluster.ops.launcher import run_service, start_detached
     from schema.errors import LauncherError
@@ -28,6 +32,12 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
 
     settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis,
                                  ingress=ingress)
+    if join is not None:
+        if any(option is not None for option in (port, host, shards)):
+            typer.echo("error: --join takes no --port, --host or --shards: the cluster's service has them", err=True)
+            raise typer.Exit(2)
+        _join(settings, join, detach)
+        return
     try:
         if detach:
             process = start_detached(settings)
@@ -40,9 +50,27 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
         raise typer.Exit(1) from error
 
 
+def _join(settings, address: str, detach: bool) -> None:
+    from cluster.ops.join import run_join, start_joined_detached
+    from schema.errors import LauncherError
+
+    try:
+        if detach:
+            process = start_joined_detached(settings, address)
+            typer.echo(f"this machine joined the Ray cluster at {address} (pid {process.pid}); "
+                       f"leave with: kato-cluster down --data-dir {settings.data_dir}")
+        else:
+            code = run_join(settings, address, on_ready=typer.echo)
+            if code:
+                raise typer.Exit(code)
+    except LauncherError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
 @app.command()
 def down(data_dir: str = DATA_DIR) -> None:
-    """Stop the detached service that owns DATA_DIR (it stops everything it started)."""
+    """Stop the detached service (or joined node) that owns DATA_DIR (it stops everything it started)."""
     from cluster.ops.launcher import stop_detached
     from schema.errors import LauncherError
 
@@ -51,7 +79,7 @@ def down(data_dir: str = DATA_DIR) -> None:
     except LauncherError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    typer.echo(f"stopped the service (pid {pid})")
+    typer.echo(f"stopped the process that owned {data_dir} (pid {pid})")
 
 
 @app.command()
@@ -71,11 +99,7 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
     for issue in health.get("issues", []):
         typer.echo(f"  issue: {issue}")
     shards = body.get("processors", {}).get("processors", [])
-    nodes: dict[str, list[str]] = {}
-    for shard in shards:
-        nodes.setdefault(shard.get("ray_node") or "this process", []).append(shard["processor_id"])
-    for node, held in sorted(nodes.items()):
-        typer.echo(f"  node {node}: {', '.join(held)}")
+    _echo_nodes(body.get("nodes", []), shards)
     for shard in shards:
         kbs = ", ".join(f"{kb}={n}" for kb, n in sorted(shard.get("patterns_per_kb", {}).items())) or "empty"
         memory = f", process {shard['rss_bytes'] / 1e6:.0f} MB" if shard.get("rss_bytes") else ""
@@ -89,6 +113,19 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
     for name, ok in body.get("engines", {}).items():
         typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
     _echo_shard_map(body.get("shard_map"))
+
+
+def _echo_nodes(nodes: list[dict], shards: list[dict]) -> None:
+    """Each Ray node (those holding no shard too) with the shards it holds; in-process shards last."""
+    held: dict[str, list[str]] = {}
+    for shard in shards:
+        held.setdefault(shard.get("ray_node") or "", []).append(shard["processor_id"])
+    for node in nodes:
+        state = "alive" if node["alive"] else "DEAD"
+        typer.echo(f"  node {node['node_id']} ({node['address']}, {state}, {node['cpus']:g} CPUs, "
+                   f"{node['memory_bytes'] / 1e9:.1f} GB): {', '.join(held.pop(node['node_id'], [])) or 'no shards'}")
+    for node_id, names in sorted(held.items()):
+        typer.echo(f"  node {node_id or 'this process'}: {', '.join(names)}")
 
 
 def _echo_shard_map(shard_map: dict | None) -> None:

@@ -75,7 +75,7 @@ def project_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
@@ -98,7 +98,7 @@ def start_ray(namespace: str, stop: threading.Event) -> None:
                               "worker_process_setup_hook": REPLICA_GRPC_HOOK})
     finally:
         ray_utils.set_sigterm_handler = replace
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     if not is_loopback(node := ray.util.get_node_ip_address()):
         raise LauncherError(f"Ray's node address is {node}, not loopback: was `ray` imported before the launcher "
                             f"set {', '.join(RAY_LOOPBACK_ENVIRONMENT)}?")
@@ -145,7 +145,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     pid_path = Path(settings.data_dir) / PID_FILE
     pid_path.write_text(str(os.getpid()))
     stop = threading.Event()
-    _stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
+    stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
     client, embedded, shards = None, None, None
     ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
     try:
@@ -261,9 +261,22 @@ def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Pop
     if (pid := running_pid(settings.data_dir)) is not None:
         raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}")
     check_port_free(settings.host, settings.port)
+    process = spawn_detached(settings, ["--port", str(settings.port), "--host", settings.host,
+                                        "--shards", str(settings.shards)])
+    try:
+        wait_healthy(f"http://{settings.host}:{settings.port}", timeout, process)
+    except LauncherError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        raise
+    return process
+
+
+def spawn_detached(settings: Settings, options: list[str]) -> subprocess.Popen:
+    """``kato-cluster up`` with ``options`` (and the data directory, ingress and engines of ``settings``) in a
+    process of its own session, its output appended to the data directory's log."""
     args = [sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", settings.data_dir,
-            "--port", str(settings.port), "--host", settings.host, "--shards", str(settings.shards),
-            "--ingress", settings.ingress]
+            "--ingress", settings.ingress, *options]
     if settings.store:
         args += ["--store", settings.store]
     if settings.redis:
@@ -273,12 +286,6 @@ def start_detached(settings: Settings, timeout: float = 180.0) -> subprocess.Pop
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, env=env)
     log.close()
-    try:
-        wait_healthy(f"http://{settings.host}:{settings.port}", timeout, process)
-    except LauncherError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        raise
     return process
 
 

@@ -79,6 +79,7 @@ def service_router(current: Current) -> APIRouter:
             body = monitor().status({"active": sessions_active()}, processors(current))
             body["engines"] = current().require().engine_health()
             body["shard_map"] = current().require().shard_map_status()
+            body["nodes"] = current().require().backend.shards.nodes()
             return body
         return plain(await run_in_threadpool(build))
 

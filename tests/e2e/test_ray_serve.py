@@ -52,7 +52,8 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
     assert out.returncode == 0, out.stderr
     assert "shard-0 [buckets 0-32767]" in out.stdout and "shard-1 [buckets 32768-65535]" in out.stdout
     assert "redis: ok" in out.stdout and "shards: ok" in out.stdout
-    node = re.search(r"^  node ([0-9a-f]{56}): shard-0, shard-1$", out.stdout, re.M)  # one Ray node holds both
+    node = re.search(r"^  node ([0-9a-f]{56}) \(127\.0\.0\.1, alive, \d+ CPUs, [\d.]+ GB\): shard-0, shard-1$",
+                     out.stdout, re.M)  # the one Ray node holds both
     assert node, out.stdout
     assert re.search(r"shard-0 \[buckets 0-32767\]: .*; index [\d.]+ MB, process \d+ MB", out.stdout), out.stdout
 
