@@ -52,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import requests
 
 JSON = Any
@@ -101,7 +102,9 @@ STANCES: dict[str, str] = {
            "deletes them; every difference on a node that observes vectors after a clear-all that followed "
            "vector observations",
     "Q16": "ties: which members of a group of equal potentials survive the max_predictions cut (the raw order "
-           "among ties is never reported)",
+           "among ties is never reported); and vector neighbours (spec §5.2): every difference on a node after "
+           "an observation whose 3rd and 4th nearest stored vectors are at exactly the same distance (KATO's "
+           "index breaks that tie by numpy's unstable argsort, ours by first insertion)",
     "EMPTY": "predictions of an empty STM (spec silent): KATO answers its worker process's last future_potentials "
              "(left over from the node's last prediction, any session), ours [] (README, How it maps to KATO)",
     "Q18": "character mode (use_token_matching false) at recall_threshold 0.0: KATO answers no predictions (a "
@@ -263,6 +266,39 @@ class NodeTrack:
     vectors_seen: bool = False
     q15_armed: bool = False
     q15: bool = False
+    vectors: VectorModel = field(default_factory=lambda: VectorModel())
+
+
+class VectorModel:
+    """A node's vector index as KATO keeps it (spec §5.5), to see when a nearest search meets a tie at its cut of
+    3: stored points (float32) in first-insertion order, the pending buffer, the dimension."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, np.ndarray] = {}
+        self.buffer: list[np.ndarray] = []
+        self.dim: int | None = None
+        self.tie = False  # some search of the node had its 3rd and 4th nearest at the same distance
+
+    def observe(self, vectors: list[list[float]]) -> None:
+        try:
+            total = np.asarray(vectors[0], dtype=np.float64)
+            for vector in vectors[1:]:
+                total = total + np.asarray(vector, dtype=np.float64)
+        except ValueError:  # a length mismatch: refused, nothing buffered
+            return
+        if len(self.points) > 3 and self.dim is not None and (len(total) in (1, self.dim) or self.dim == 1):
+            stored = np.stack(list(self.points.values()))
+            distances = np.sort(np.linalg.norm(stored - total, axis=-1))
+            self.tie = self.tie or bool(distances[2] == distances[3])
+        self.buffer.append(total)
+
+    def flush(self) -> None:
+        """Every learn routine (spec §5.3): index the buffer in order, dropping another dimension."""
+        for total in self.buffer:
+            self.dim = self.dim or len(total)
+            if len(total) == self.dim:
+                self.points[str(total)] = total.astype(np.float32)  # a re-upsert keeps its first position
+        self.buffer = []
 
 
 class Tracker:
@@ -288,9 +324,11 @@ class Tracker:
             node = self.nodes[session.node]
             node.vectors_seen = True
             node.q15 = node.q15 or node.q15_armed
+            node.vectors.observe(body["vectors"])
 
     def learned(self, session: SessionTrack, name: str | None, auto: bool) -> None:
         node = self.nodes[session.node]
+        node.vectors.flush()
         bare = (name or "").removeprefix("PTRN|")
         if bare:
             if bare not in node.names:
@@ -328,6 +366,7 @@ class Tracker:
         node.names.clear()
         node.tainted.clear()
         node.q15_armed = node.q15_armed or node.vectors_seen  # other sessions of the node keep their state
+        node.vectors.buffer = []  # dropped unindexed; KATO keeps the stored points
 
     def sequence(self, session: SessionTrack, request: dict[str, JSON], answer: dict[str, JSON]) -> None:
         """Replay KATO's observe-sequence loop (spec §1.10) to attribute each learned name."""
@@ -361,6 +400,7 @@ class StepContext:
     q7: bool = False
     q7_full: bool = False  # ... and KATO's list reached max_predictions (its own ranking chose the survivors)
     q15: bool = False
+    q16_vectors: bool = False  # a vector search of the node met a tie at its cut (this step's included)
     q18: bool = False
     empty: bool = False  # KATO's STM is empty (GET predictions)
     pattern: str = ""
@@ -390,7 +430,7 @@ class StepContext:
             return self.tainted[self.pattern]
         if self.q5_emotives and path.startswith("cognition_data.emotives"):
             return "Q5"
-        return None
+        return "Q16" if self.q16_vectors else None  # last: a tie explains only what nothing else does
 
 
 def observes_vectors(step: dict[str, JSON]) -> bool:
@@ -623,6 +663,7 @@ def run_step(index: int, step: dict[str, JSON], pair: tuple[Service, Service], t
     else:
         raw = compare_answers(step["op"], body_o, body_k, cap_for(step, tracker), comparer)
     tracker.update(step, status_k, body_k)
+    ctx.q16_vectors = ctx.q16_vectors or (not strict and tracker.node_of(step).vectors.tie)
     diffs = []
     for path, detail in raw:
         stance = ctx.stance(path)
@@ -634,7 +675,7 @@ def run_step(index: int, step: dict[str, JSON], pair: tuple[Service, Service], t
 
 def coarse(path: str, stance: str) -> str:
     """Excluded differences are grouped coarser: per prediction list (Q4, Q7, Q18) or per endpoint (Q15)."""
-    if stance == "Q15":
+    if stance == "Q15" or (stance == "Q16" and not path.endswith("(tie at cap)")):
         return "<any>"
     if stance in ("Q4", "Q7", "Q18"):
         return re.sub(r"(predictions)(\[[^\]]*\]\..*|\{names\}|\(.*\))$", r"\1[].*", fold(path))
