@@ -19,6 +19,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,17 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in one line when nothing accepts connections at the head's address (``ray start`` would retry for
+    minutes)."""
+    host, port = parse_address(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        raise LauncherError(f"no Ray head answers at {address} ({error.strerror or error}): give the head's "
+                            "HOST:PORT, the port of `ray start --head --port` (6379 in ray_config.yaml)") from error
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -76,6 +88,7 @@ def join_command(address: str) -> list[str]:
 def run_join(settings: Settings, address: str, on_ready: Callable[[str], None] = print) -> int:
     """Join and stay joined until SIGINT/SIGTERM; returns ``ray start``'s exit code. Ray's output is passed on."""
     command = join_command(address)
+    check_reachable(address)
     check_ingress(settings)
     check_engines(settings)
     os.makedirs(settings.data_dir, exist_ok=True)
@@ -130,7 +143,7 @@ def _leave(ray: subprocess.Popen, grace: float = 60.0) -> int:
 
 def start_joined_detached(settings: Settings, address: str, timeout: float = 120.0) -> subprocess.Popen:
     """``kato-cluster up --join ADDRESS`` in the background; returns once this node runs in the cluster."""
-    join_command(address)  # a malformed address fails here, not in the background
+    check_reachable(address)  # a malformed or dead address fails here, not in the background
     check_ingress(settings)
     os.makedirs(settings.data_dir, exist_ok=True)
     if (pid := running_pid(settings.data_dir)) is not None:

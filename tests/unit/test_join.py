@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
 from cluster.ops.cli import app
-from cluster.ops.join import join_command, parse_address
+from cluster.ops.join import check_reachable, join_command, parse_address
 from schema.errors import LauncherError
 
 
@@ -36,3 +38,21 @@ def test_the_cli_refuses_a_bad_address_and_options_that_belong_to_the_service(tm
     mixed = CliRunner().invoke(app, ["up", "--join", "10.0.0.5:6379", "--shards", "4", "--data-dir", str(tmp_path)])
     assert mixed.exit_code == 2 and "--join takes no --port, --host or --shards" in mixed.output
     assert not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_a_head_that_does_not_answer_is_refused_at_once(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        with pytest.raises(LauncherError, match=rf"no Ray head answers at 127\.0\.0\.1:{port}"):
+            check_reachable(f"127.0.0.1:{port}")
+        dead = CliRunner().invoke(app, ["up", "--join", f"127.0.0.1:{port}", "--detach", "--data-dir", str(tmp_path)])
+    assert dead.exit_code == 1 and "no Ray head answers" in dead.output
+    assert not (tmp_path / "kato.pid").exists()
+
+
+def test_a_head_that_listens_is_reachable():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}")
