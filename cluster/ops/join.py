@@ -77,7 +77,7 @@ def is_loopback_host(host: str) -> bool:
 def join_command(address: str) -> list[str]:
     """The ``ray start`` that joins ``address``. A head on this machine's loopback is joined from loopback too
     (Ray would otherwise announce this node under the machine's address)."""
-    host, port = parse_address(address)
+    host, _ = parse_address(address)
     command = [str(Path(sys.executable).with_name("ray")), "start", f"--address={address.strip()}", "--block",
                "--disable-usage-stats"]
     if is_loopback_host(host):
