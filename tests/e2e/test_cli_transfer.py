@@ -10,6 +10,7 @@ import requests
 
 from cluster.ops.bench.workloads import standard_patterns
 from cluster.ops.transfer import export, import_kato, load, read_rows
+from cluster.stores.clickhouse import _ChdbHandle
 from schema.naming import kb_id_for, pattern_hash
 from tests.e2e.kato_client import KatoClient
 
@@ -76,19 +77,23 @@ def test_load_rejects_bad_rows_clearly(base_url, tmp_path):
 def test_import_kato_moves_and_verifies(base_url, chdb_store, embedded_redis):
     node = "kato_src_node"
     kb = kb_id_for(node)
-    session = chdb_store._session
-    session.query("CREATE DATABASE IF NOT EXISTS katosrc")
-    session.query("CREATE TABLE IF NOT EXISTS katosrc.patterns_data (kb_id String, name String, "
-                  "pattern_data Array(Array(String)), length UInt32, token_set Array(String), token_count UInt32, "
-                  "minhash_sig Array(UInt32), lsh_bands Array(UInt64), first_token String, last_token String, "
-                  "created_at DateTime DEFAULT now(), updated_at DateTime DEFAULT now()) "
-                  "ENGINE = MergeTree() PARTITION BY kb_id ORDER BY (kb_id, length, name)")
+
+    def query(sql: str, **options) -> None:  # one call into chdb at a time: the shards' flushers share it
+        with _ChdbHandle.calls:
+            chdb_store._session.query(sql, **options)
+
+    query("CREATE DATABASE IF NOT EXISTS katosrc")
+    query("CREATE TABLE IF NOT EXISTS katosrc.patterns_data (kb_id String, name String, "
+          "pattern_data Array(Array(String)), length UInt32, token_set Array(String), token_count UInt32, "
+          "minhash_sig Array(UInt32), lsh_bands Array(UInt64), first_token String, last_token String, "
+          "created_at DateTime DEFAULT now(), updated_at DateTime DEFAULT now()) "
+          "ENGINE = MergeTree() PARTITION BY kb_id ORDER BY (kb_id, length, name)")
     patterns = [[["k1"], ["k2"], ["k3"]], [["k1", "k4"], ["k5"]]]
     for events in patterns:
-        session.query("INSERT INTO katosrc.patterns_data (kb_id, name, pattern_data, length) VALUES "
-                      "({kb:String}, {name:String}, {data:Array(Array(String))}, {length:UInt32})",
-                      params={"kb": kb, "name": pattern_hash(events), "data": str(events),
-                              "length": str(sum(map(len, events)))})
+        query("INSERT INTO katosrc.patterns_data (kb_id, name, pattern_data, length) VALUES "
+              "({kb:String}, {name:String}, {data:Array(Array(String))}, {length:UInt32})",
+              params={"kb": kb, "name": pattern_hash(events), "data": str(events),
+                      "length": str(sum(map(len, events)))})
     source = redis.Redis.from_url(embedded_redis.url, db=3, decode_responses=True)
     source.flushdb()
     first, second = (pattern_hash(p) for p in patterns)
