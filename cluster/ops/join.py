@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,11 +29,11 @@ from pathlib import Path
 
 from cluster.ops.launcher import (
     LOG_FILE,
-    PID_FILE,
-    WRAPPER_FILE,
     check_engines,
     check_ingress,
+    claim_data_dir,
     prepare_ingress,
+    remove_ingress,
     running_pid,
     spawn_detached,
     stop_on_signals,
@@ -91,11 +90,8 @@ def run_join(settings: Settings, address: str, on_ready: Callable[[str], None] =
     check_reachable(address)
     check_ingress(settings)
     check_engines(settings)
-    os.makedirs(settings.data_dir, exist_ok=True)
-    if (pid := running_pid(settings.data_dir)) is not None and pid != os.getpid():
-        raise LauncherError(f"a process (pid {pid}) already owns {settings.data_dir}; run `kato-cluster down` first")
-    pid_path, joined_path = Path(settings.data_dir) / PID_FILE, Path(settings.data_dir) / JOINED_FILE
-    pid_path.write_text(str(os.getpid()))
+    pid_path = claim_data_dir(settings.data_dir, "a process")
+    joined_path = Path(settings.data_dir) / JOINED_FILE
     stop = threading.Event()
     stop_on_signals(stop)
     ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
@@ -112,9 +108,7 @@ def run_join(settings: Settings, address: str, on_ready: Callable[[str], None] =
             joined_path.unlink()
         with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
-        shutil.rmtree(ingress_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(settings.data_dir, WRAPPER_FILE))
+        remove_ingress(settings, ingress_dir)
 
 
 def _pass_on(ray: subprocess.Popen, address: str, joined_path: Path, on_ready: Callable[[str], None]) -> None:

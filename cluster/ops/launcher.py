@@ -121,6 +121,23 @@ def prepare_ingress(settings: Settings, work_dir: str) -> None:
     os.environ.update(env)
 
 
+def remove_ingress(settings: Settings, work_dir: str) -> None:
+    """Undo ``prepare_ingress``: its work directory and the wrapper it may have left in the data directory."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(settings.data_dir, WRAPPER_FILE))
+
+
+def claim_data_dir(data_dir: str, owner: str) -> Path:
+    """Make ``data_dir`` this process's (its pid file), unless a live process owns it; the pid file's path."""
+    os.makedirs(data_dir, exist_ok=True)
+    if (pid := running_pid(data_dir)) is not None and pid != os.getpid():
+        raise LauncherError(f"{owner} (pid {pid}) already owns {data_dir}; run `kato-cluster down` first")
+    pid_path = Path(data_dir) / PID_FILE
+    pid_path.write_text(str(os.getpid()))
+    return pid_path
+
+
 def haproxy_binds(settings: Settings) -> HAProxyBinds:
     return HAProxyBinds(api_host=settings.host, stats=settings.haproxy_stats,
                         metrics=settings.haproxy_metrics)
@@ -139,11 +156,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     from cluster.stores.shard_map import ShardMapStore
     from serve_app.deployment import ingress_application, open_shards, reshard_to
 
-    os.makedirs(settings.data_dir, exist_ok=True)
-    if (pid := running_pid(settings.data_dir)) is not None and pid != os.getpid():
-        raise LauncherError(f"a service (pid {pid}) already owns {settings.data_dir}; run `kato-cluster down` first")
-    pid_path = Path(settings.data_dir) / PID_FILE
-    pid_path.write_text(str(os.getpid()))
+    pid_path = claim_data_dir(settings.data_dir, "a service")
     stop = threading.Event()
     stop_on_signals(stop)  # a stop during start-up is honoured once started, with the usual clean-up
     client, embedded, shards = None, None, None
@@ -184,9 +197,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
             client.close()
         if embedded is not None:
             embedded.stop()
-        shutil.rmtree(ingress_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(settings.data_dir, WRAPPER_FILE))
+        remove_ingress(settings, ingress_dir)
         with contextlib.suppress(FileNotFoundError):
             pid_path.unlink()
 
