@@ -117,6 +117,7 @@ class Settings:
     memory_release_seconds: float = 30.0  # while flushes go on, the longest a shard keeps freed memory from the OS
     reshard_chunk_buckets: int = 1024  # buckets a reshard copies per round trip between two shards
     reshard_freeze_ms: int = 3000  # the longest writes into moving buckets wait at a reshard's cut-over
+    access_log: bool = False  # Serve's per-request log line in each replica's log file (costs CPU per request)
 
     def flush_policy(self) -> dict[str, Any]:
         """The shards' flush settings, as ``actors.stored_shard.FlushPolicy`` takes them."""

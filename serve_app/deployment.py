@@ -55,7 +55,8 @@ def ingress_application(settings: Settings, redis_url: str, autoscaling: dict[st
     Serve config's deployment gives them, win over the settings')."""
     autoscaling = autoscaling or {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
                                   "target_ongoing_requests": settings.target_ongoing_requests}
-    options: dict[str, Any] = {"autoscaling_config": autoscaling}
+    options: dict[str, Any] = {"autoscaling_config": autoscaling,
+                               "logging_config": {"enable_access_log": settings.access_log}}
     if actor_options:
         options["ray_actor_options"] = actor_options
     deployment = KatoIngress.options(**options)  # type: ignore[attr-defined]  # @serve.deployment

@@ -24,6 +24,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -192,9 +193,7 @@ class Monitor:
     # ------------------------------------------------------------------ recording
     def record_request(self, path: str, status: int, seconds: float) -> None:
         """Count one served request (errors: status >= 500); one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        self._add_request(pipe, path, status, seconds, time.time())
-        pipe.execute()
+        self._write_requests([(path, int(status), float(seconds), time.time())])
 
     def record_request_soon(self, path: str, status: int, seconds: float) -> None:
         """``record_request`` off the request path: queued and written by a background thread. Every read of
@@ -212,10 +211,7 @@ class Monitor:
             with self._queue_lock:
                 queued, self._queued = self._queued, []
             if queued:
-                pipe = self.client.pipeline(transaction=False)
-                for path, status, seconds, at in queued:
-                    self._add_request(pipe, path, status, seconds, at)
-                pipe.execute()
+                self._write_requests(queued)
 
     def _write_queued(self) -> None:
         while True:
@@ -227,25 +223,34 @@ class Monitor:
             except Exception:  # metrics never fail the service, and this thread must outlive any error
                 _log.warning("request metrics were not written", exc_info=True)
 
-    def _add_request(self, pipe: Any, path: str, status: int, seconds: float, at: float) -> None:
-        seconds = max(0.0, float(seconds))
-        is_error = int(status) >= 500
-        is_session_op = path.startswith(SESSION_PATH_PREFIX)
-        key = ts_key(int(at // 60), self.tag)
-        pipe.hincrby(self.totals_key, "requests", 1)
-        pipe.hincrbyfloat(self.totals_key, "duration_sum", seconds)
-        pipe.hincrby(key, "kato_requests_total:n", 1)
-        pipe.hincrby(key, "kato_request_duration_seconds:n", 1)
-        pipe.hincrbyfloat(key, "kato_request_duration_seconds:s", seconds)
-        pipe.hincrby(key, "response_time:n", 1)
-        pipe.hincrbyfloat(key, "response_time:s", seconds * 1000.0)
-        if is_error:
-            pipe.hincrby(self.totals_key, "errors", 1)
-            pipe.hincrby(key, "kato_errors_total:n", 1)
-        if is_session_op:
-            pipe.hincrby(self.totals_key, "session_operations", 1)
-            pipe.hincrby(key, "session_operations:n", 1)
-        pipe.expire(key, RETENTION_SECONDS)
+    def _write_requests(self, records: list[tuple[str, int, float, float]]) -> None:
+        """Add the records (path, status, seconds, time) to the totals and their minutes' series: the records
+        are summed here first, so a burst costs one increment per counter, not one per request."""
+        counts: Counter[tuple[str, str]] = Counter()
+        sums: defaultdict[tuple[str, str], float] = defaultdict(float)
+        for path, status, seconds, at in records:
+            seconds = max(0.0, seconds)
+            key = ts_key(int(at // 60), self.tag)
+            counts[(self.totals_key, "requests")] += 1
+            sums[(self.totals_key, "duration_sum")] += seconds
+            for field in ("kato_requests_total:n", "kato_request_duration_seconds:n", "response_time:n"):
+                counts[(key, field)] += 1
+            sums[(key, "kato_request_duration_seconds:s")] += seconds
+            sums[(key, "response_time:s")] += seconds * 1000.0
+            if status >= 500:
+                counts[(self.totals_key, "errors")] += 1
+                counts[(key, "kato_errors_total:n")] += 1
+            if path.startswith(SESSION_PATH_PREFIX):
+                counts[(self.totals_key, "session_operations")] += 1
+                counts[(key, "session_operations:n")] += 1
+        pipe = self.client.pipeline(transaction=False)
+        for (key, field), n in counts.items():
+            pipe.hincrby(key, field, n)
+        for (key, field), total in sums.items():
+            pipe.hincrbyfloat(key, field, total)
+        for key in {key for key, _ in counts if key != self.totals_key}:
+            pipe.expire(key, RETENTION_SECONDS)
+        pipe.execute()
 
     def record_session_event(self, kind: str) -> None:
         """Count a session ``"created"`` or ``"deleted"``."""

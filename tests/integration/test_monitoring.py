@@ -325,3 +325,15 @@ def test_proc_readers(tmp_path):
     assert read_proc_memory_percent(str(tmp_path / "missing")) is None
     disk = read_disk_percent(str(tmp_path))
     assert disk is not None and 0.0 <= disk <= 100.0
+
+
+def test_a_burst_of_queued_requests_is_counted_exactly(redis_client):
+    m = Monitor(redis_client)
+    for i in range(40):
+        m.record_request_soon("/sessions/s/observe" if i % 2 else "/health", 500 if i % 10 == 0 else 200, 0.002)
+    m.flush()
+    perf = m.metrics(0, {})["performance"]
+    assert (perf["total_requests"], perf["total_errors"]) == (40, 4)
+    assert perf["average_response_time"] == pytest.approx(0.002)  # seconds
+    assert m.metrics(0, {})["sessions"]["operations_total"] == 20
+    assert all(redis_client.ttl(key) > 0 for key in redis_client.scan_iter(match=f"{PREFIX}*ts*"))
