@@ -70,6 +70,20 @@ class PendingPredictions:
         self.sessions.settle(session_id, pending, predictions)
         return True
 
+    def settle_from(self, session_id: str, pending: str | None, kb_id: str, stm: Sequence[Sequence[str]],
+                    config: dict[str, Any], predictions: list[dict[str, Any]]) -> bool:
+        """Settle ``pending`` (as read before ``predictions`` were computed) with those predictions, computed over
+        the KB as it is for this STM and config, when the record asks for the same computation and no learn has
+        changed the KB since its observe (other changes settle the record first): then both answers are one, and
+        the record is not computed a second time."""
+        if pending is None:
+            return False
+        record = json.loads(pending)
+        if record["kb_id"] != kb_id or record["stm"] != [list(e) for e in stm] or \
+                record["config"] != json.loads(json.dumps(config)):
+            return False
+        return self.sessions.settle(session_id, pending, predictions, if_unchanged=True)
+
     def settle_kb(self, kb_id: str) -> None:
         for session_id in self.sessions.pending_sessions(kb_id):
             self.settle(session_id)

@@ -98,7 +98,10 @@ class KatoService:
             raise Forbidden(f"{what} needs an API key for all nodes ('*')")
 
     def _load(self, session_id: str, with_predictions: bool = False) -> SessionState:
-        record = self.sessions.get(session_id, touch=True, with_predictions=with_predictions)
+        return self._state(session_id, self.sessions.get(session_id, touch=True, with_predictions=with_predictions))
+
+    @staticmethod
+    def _state(session_id: str, record: dict[str, Any] | None) -> SessionState:
         if record is None:
             raise SessionNotFound(session_id)
         authorize_node(record["node_id"])
@@ -238,9 +241,11 @@ class KatoService:
     def predictions(self, session_id: str) -> dict[str, Any]:
         """Read-only: a consistent snapshot of the session (one GET) needs no lock, so predictions never wait
         behind, or hold up, the session's writes."""
-        state = self._load(session_id)
-        predictions, futures = self.backend.predict(self.kb_id(state.node_id), state.stm,
-                                                    QueryOptions.from_config(self._config(state)))
+        record, pending = self.sessions.read(session_id, touch=True)
+        state = self._state(session_id, record)
+        kb_id, config = self.kb_id(state.node_id), self._config(state)
+        predictions, futures = self.backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
+        self.pending.settle_from(session_id, pending, kb_id, state.stm, config, predictions)
         return {"predictions": predictions, "future_potentials": futures, "session_id": session_id,
                 "processor_id": None, "count": len(predictions), "time": None, "unique_id": None}
 

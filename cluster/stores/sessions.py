@@ -132,13 +132,17 @@ if ARGV[3] == '1' then
         redis.call('expire', KEYS[i], ttl)
     end
 end
-return {raw, predictions}
+return {raw, predictions, redis.call('get', KEYS[3])}
 """
 
 # Store the settled predictions only if the pending record is still the one they were computed from (a later
-# observe or a clear-stm may have replaced it meanwhile).
+# observe or a clear-stm may have replaced it meanwhile); with ARGV[4] = '1', only if no learn has written to the
+# record's overlay either (the predictions were computed over the KB as it is, not through the overlay).
 _SETTLE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+if ARGV[4] == '1' and redis.call('hlen', KEYS[4]) > redis.call('hexists', KEYS[4], '@record') then
     return 0
 end
 local ttl = redis.call('pttl', KEYS[1])
@@ -276,19 +280,26 @@ class SessionStore:
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
         """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
         ``predictions`` is in the record only ``with_predictions``. One round trip."""
+        return self.read(session_id, touch, with_predictions)[0]
+
+    def read(self, session_id: str, touch: bool = True, with_predictions: bool = False
+             ) -> tuple[dict[str, Any] | None, str | None]:
+        """``get``, and the session's pending-predictions record as stored (JSON text) or None, read at the same
+        moment. One round trip."""
         if not is_session_id(session_id):
-            return None
+            return None, None
         keys = [session_key(session_id, self.tag), predictions_key(session_id, self.tag),
                 pending_key(session_id, self.tag), overlay_key(session_id, self.tag)]
         reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch)])
         raw = reply[0] if reply else None
         if raw is None:
-            return None
+            return None, None
         session = json.loads(_text(raw))
         if with_predictions:
             raw_predictions = reply[1] if len(reply) > 1 else None
             session["predictions"] = orjson.loads(raw_predictions) if raw_predictions is not None else []
-        return session
+        pending = reply[2] if len(reply) > 2 else None
+        return session, (None if pending is None else _text(pending))
 
     def delete(self, session_id: str) -> bool:
         if not is_session_id(session_id):
@@ -346,12 +357,14 @@ class SessionStore:
         raw, fields = pipe.execute()
         return (None if raw is None else _text(raw)), KBOverlay(fields)
 
-    def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]]) -> bool:
-        """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile."""
+    def settle(self, session_id: str, pending: str, predictions: list[dict[str, Any]],
+               if_unchanged: bool = False) -> bool:
+        """Store ``predictions`` in place of ``pending`` unless that record was replaced meanwhile; with
+        ``if_unchanged``, only if no learn has changed the KB since its observe either."""
         kb_id = json.loads(pending)["kb_id"]
         return bool(self._settle(keys=[pending_key(session_id, self.tag), predictions_key(session_id, self.tag),
                                        kb_pending_key(kb_id, self.tag), overlay_key(session_id, self.tag)],
-                                 args=[pending, orjson.dumps(predictions), session_id]))
+                                 args=[pending, orjson.dumps(predictions), session_id, int(if_unchanged)]))
 
     def pending_sessions(self, kb_id: str) -> list[str]:
         return sorted(_text(sid) for sid in self.client.smembers(kb_pending_key(kb_id, self.tag)))

@@ -17,7 +17,7 @@ from cluster.ops.local import local_shard_factory
 from cluster.stores.kb_overlay import next_overlay_key, overlay_key
 from cluster.stores.key_space import hash_tag
 from cluster.stores.redis_kb import RedisKB
-from cluster.stores.sessions import SessionStore, predictions_key
+from cluster.stores.sessions import SessionStore, pending_key, predictions_key
 from cluster.stores.shard_map import ShardMapStore
 from schema.api import CreateSessionRequest, ObservationData, ObservationSequenceRequest
 from schema.learning import make_pattern
@@ -95,6 +95,11 @@ class Pair:
     def cognition_predictions(self) -> list[dict[str, Any]]:
         return self.service.cognition_data(self.sid)["cognition_data"]["predictions"]
 
+    def predictions(self) -> list[dict[str, Any]]:
+        got = self.service.predictions(self.sid)["predictions"]
+        assert got == as_json(self.reference.predictions()[0])
+        return got
+
 
 def _step(rng: random.Random, pairs: list[Pair]) -> bool:
     """One random action of one session; True when it compared non-empty predictions."""
@@ -109,6 +114,8 @@ def _step(rng: random.Random, pairs: list[Pair]) -> bool:
         pair.learn()
     elif action < 0.85:
         pair.clear_stm()
+    elif action < 0.92:
+        return bool(pair.predictions())
     else:
         got = pair.cognition_predictions()
         assert got == as_json(pair.reference.state.predictions or [])
@@ -157,6 +164,43 @@ def test_a_learn_keeps_the_overwritten_values_for_the_pending_observe_only(servi
     assert [p["future"] for p in watcher.cognition_predictions()] == [[]]
     assert redis_client.exists(overlay_key(watcher.sid, hash_tag(redis_client))) == 0
     assert learner.cognition_predictions() == as_json(learner.reference.state.predictions)
+
+
+def test_predictions_asked_before_any_learn_settle_the_pending_record_with_the_same_answer(service, redis_client):
+    """GET predictions computes what the pending observe would: it stores them for it, and nothing is computed a
+    second time; after a learn since the observe, the record keeps its own view."""
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    kato = ReferenceKato()
+    learner, watcher = (Pair(service, kato.session(node_id), node_id, {}) for _ in range(2))
+    for event in (["a"], ["b"], ["c"]):
+        learner.observe({"strings": event})
+    learner.learn()
+    tag = hash_tag(redis_client)
+    watcher.observe({"strings": ["a"]})
+    watcher.observe({"strings": ["b"]})
+    answered = watcher.predictions()
+    assert answered and redis_client.exists(pending_key(watcher.sid, tag)) == 0
+    assert json.loads(redis_client.get(predictions_key(watcher.sid, tag))) == answered
+    assert not service.pending.settle(watcher.sid)  # nothing left for the worker
+    assert watcher.cognition_predictions() == answered
+
+    watcher.observe({"strings": ["c"]})
+    for event in (["a"], ["b"], ["d"]):
+        learner.observe({"strings": event})
+    learner.learn()  # after the watcher's observe: its record must not take the answer of now
+    watcher.predictions()
+    assert redis_client.exists(pending_key(watcher.sid, tag)) == 1
+    assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
+
+    watcher.cognition_predictions()
+    for limit in (1, 2):  # the record is computed with one config, the predictions asked with another
+        service.update_config(watcher.sid, {"config": {"max_predictions": limit}})
+        watcher.reference.update_config({"max_predictions": limit})
+        if limit == 1:
+            watcher.observe({"strings": ["d"]})
+    watcher.predictions()
+    assert redis_client.exists(pending_key(watcher.sid, tag)) == 1
+    assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
 
 
 def test_a_stored_record_computed_while_a_request_learns_keeps_its_view_and_the_next_one_keeps_its_own(
