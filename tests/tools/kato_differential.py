@@ -257,6 +257,7 @@ class SessionTrack:
     config_at_observe: dict[str, JSON] = field(default_factory=lambda: dict(DEFAULT_CONFIG))
     accumulated: bool = False  # KATO's emotives/metadata accumulators hold entries (since the last clear)
     stale: bool = False  # ... some of them from before a learn, which ours has reset (Q5)
+    tainted_at_observe: dict[str, str] = field(default_factory=dict)  # the node's tainted patterns then
 
 
 @dataclass
@@ -318,6 +319,7 @@ class Tracker:
 
     def observed(self, session: SessionTrack, body: dict[str, JSON]) -> None:
         session.config_at_observe = dict(session.config)
+        session.tainted_at_observe = dict(self.nodes[session.node].tainted)
         if body.get("emotives") or body.get("metadata"):
             session.accumulated = True
         if body.get("vectors"):
@@ -453,7 +455,8 @@ def context_for(step: dict[str, JSON], tracker: Tracker, kato_stm: int | None, s
         q18=step["op"] == "predictions" and config.get("use_token_matching") is False
         and config.get("recall_threshold") == 0.0,
         pattern=tracker.pick_pattern(step).removeprefix("PTRN|") if step["op"] == "pattern" else "",
-        tainted=dict(node.tainted),
+        tainted={**session.tainted_at_observe, **node.tainted} if step["op"] == "cognition-data"
+        else dict(node.tainted),  # cognition-data shows predictions of the last observe, maybe before a clear-all
         strict=strict,
     )
 
