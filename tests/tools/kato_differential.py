@@ -86,6 +86,8 @@ GENERATED_UID = re.compile(r"^(obs|seq-obs)-[0-9a-f]{32}$")
 HASH_IN_PATH = re.compile(r"predictions\[([0-9a-f]{40})\]\.emotives(\.|$)")
 UNKNOWN_PATTERN = "0" * 40
 
+PROBE_CAP = 10_000  # max_predictions of a probe: every candidate, no pruning
+
 STANCES: dict[str, str] = {
     "Q4": "cognition-data predictions: KATO computes them at observe time with the server defaults "
           "(recall_threshold 0.1, max_predictions 100, token matching), ours with the session config; labelled "
@@ -104,7 +106,9 @@ STANCES: dict[str, str] = {
     "Q16": "ties: which members of a group of equal potentials survive the max_predictions cut (the raw order "
            "among ties is never reported); and vector neighbours (spec §5.2): every difference on a node after "
            "an observation whose 3rd and 4th nearest stored vectors are at exactly the same distance (KATO's "
-           "index breaks that tie by numpy's unstable argsort, ours by first insertion)",
+           "index breaks that tie by numpy's unstable argsort, ours by first insertion); and every predictions "
+           "difference of a step whose candidates tie on pre-potential across the 3·max_predictions pruning cut "
+           "(KATO keeps them in its set order, hash-randomised per process; spec §2.7)",
     "EMPTY": "predictions of an empty STM (spec silent): KATO answers its worker process's last future_potentials "
              "(left over from the node's last prediction, any session), ours [] (README, How it maps to KATO)",
     "Q18": "character mode (use_token_matching false) at recall_threshold 0.0: KATO answers no predictions (a "
@@ -403,6 +407,7 @@ class StepContext:
     q7_full: bool = False  # ... and KATO's list reached max_predictions (its own ranking chose the survivors)
     q15: bool = False
     q16_vectors: bool = False  # a vector search of the node met a tie at its cut (this step's included)
+    q16_pruning: bool = False  # the candidates tie on pre-potential across KATO's 3·max_predictions cut
     q18: bool = False
     empty: bool = False  # KATO's STM is empty (GET predictions)
     pattern: str = ""
@@ -432,6 +437,8 @@ class StepContext:
             return self.tainted[self.pattern]
         if self.q5_emotives and path.startswith("cognition_data.emotives"):
             return "Q5"
+        if self.q16_pruning and path.startswith(("predictions", "future_potentials", "count")):
+            return "Q16"
         return "Q16" if self.q16_vectors else None  # last: a tie explains only what nothing else does
 
 
@@ -665,6 +672,8 @@ def run_step(index: int, step: dict[str, JSON], pair: tuple[Service, Service], t
         raw.append(("<status>", f"ours={status_o} kato={status_k}; ours={short(body_o)} kato={short(body_k)}"))
     else:
         raw = compare_answers(step["op"], body_o, body_k, cap_for(step, tracker), comparer)
+    if step["op"] == "predictions" and not strict and any(ctx.stance(path) is None for path, _ in raw):
+        ctx.q16_pruning = probe_pruning_tie(kato, step, tracker)
     tracker.update(step, status_k, body_k)
     ctx.q16_vectors = ctx.q16_vectors or (not strict and tracker.node_of(step).vectors.tie)
     diffs = []
@@ -674,6 +683,47 @@ def run_step(index: int, step: dict[str, JSON], pair: tuple[Service, Service], t
         diffs.append(Diff(f"{endpoint(step)} {kind}", stance, index, detail if kind == fold(path) else
                           f"{fold(path)}: {detail}"))
     return diffs
+
+
+def pre_potential(prediction: dict[str, JSON]) -> float:
+    """KATO's pruning key (spec §2.7 step 1): ``(evidence + confidence)·snr + f``, from a prediction's own fields."""
+    fragmentation = prediction["fragmentation"]
+    f = 0.0 if fragmentation == -1 else 1.0 / (fragmentation + 1)
+    return (prediction["evidence"] + prediction["confidence"]) * prediction["snr"] + f
+
+
+def tie_at_pruning_cut(candidates: list[dict[str, JSON]], max_predictions: int) -> bool:
+    """Whether KATO's pruning to ``3·max_predictions`` candidates must choose among equal pre-potentials: it
+    keeps them in its set order (hash-randomised per process), and the kept set changes the ensemble fields
+    (itfdf_similarity, potential, bayesian_*, future_potentials) of every prediction."""
+    cut = 3 * max_predictions
+    keys = sorted((pre_potential(c) for c in candidates), reverse=True)
+    return len(keys) > cut and keys[cut - 1] == keys[cut]
+
+
+def probe_pruning_tie(svc: Service, step: dict[str, JSON], tracker: Tracker) -> bool:
+    """``tie_at_pruning_cut`` over every candidate of the session's STM, asked of a throwaway session of the same
+    node with no cap: the STM re-observed as strings (no vector is buffered), no auto-learn, then deleted."""
+    session = tracker.sessions[step["s"]]
+    status, body = svc.call("GET", f"/sessions/{svc.sessions[step['s']]}/stm")
+    stm = body.get("stm") if status == 200 and isinstance(body, dict) else None
+    if not stm or sum(len(event) for event in stm) < 2:
+        return False
+    status, created = svc.call("POST", "/sessions", {"node_id": svc.nodes[session.node]})
+    if status != 200 or not isinstance(created, dict):
+        return False
+    probe = created["session_id"]
+    try:
+        config = {**session.config, "max_predictions": PROBE_CAP, "max_pattern_length": 0}
+        svc.call("POST", f"/sessions/{probe}/config", {"config": config})
+        for event in stm:
+            svc.call("POST", f"/sessions/{probe}/observe", {"strings": event})
+        status, answer = svc.call("GET", f"/sessions/{probe}/predictions")
+    finally:
+        svc.call("DELETE", f"/sessions/{probe}")
+    candidates = answer.get("predictions") if status == 200 and isinstance(answer, dict) else None
+    cap = int(session.config.get("max_predictions") or DEFAULT_CONFIG["max_predictions"])
+    return bool(candidates) and tie_at_pruning_cut(candidates, cap)
 
 
 def coarse(path: str, stance: str) -> str:
