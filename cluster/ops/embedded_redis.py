@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from cluster.ops.ports import free_port
+from cluster.ops.ports import free_port, free_ports
 from cluster.stores.engines import open_redis
 from schema.settings import Settings
 
@@ -173,7 +173,11 @@ class EmbeddedRedisCluster:
         self.nodes: list[EmbeddedRedis] = []
         try:
             for i in range(masters):
-                self.nodes.append(EmbeddedRedis(Path(data_dir) / f"node{i}", extra_args=cluster_args))
+                # the bus port is chosen too: the default (port + 10000) may lie among the kernel's ephemeral
+                # ports, which outgoing connections take at any time
+                port, bus = free_ports(2)
+                self.nodes.append(EmbeddedRedis(Path(data_dir) / f"node{i}", port=port,
+                                                extra_args=(*cluster_args, "--cluster-port", str(bus))))
             self._create(start_timeout)
         except BaseException:
             self.stop()
