@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from cluster.stores.sessions import SessionStore
 from schema.rules.query import QueryOptions
 
 SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
+ANSWERS_KEPT = 1024  # GET answers kept for records this process may settle (a record settles within the delay)
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,24 @@ class PendingPredictions:
     def __init__(self, sessions: SessionStore, backend: ViewPredictor):
         self.sessions = sessions
         self.backend = backend
+        self._answered: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()  # by record id
+        self._lock = threading.Lock()
 
     def settle(self, session_id: str, record_id: str | None = None) -> bool:
         """Compute and store the session's pending predictions (only if its record is ``record_id``, when
-        given); False if there were none to compute."""
+        given); False if there were none to compute. An answer a GET predictions remembered for the record is
+        stored instead, when no learn has changed the KB since the observe."""
         pending, overlay = self.sessions.pending(session_id)
         if pending is None:
             return False
         record = json.loads(pending)
         if record_id is not None and record["record"] != record_id:
             return False
+        with self._lock:
+            answered = self._answered.pop(record["record"], None)
+        if answered is not None and answered[0] == pending and \
+                self.sessions.settle(session_id, pending, answered[1], if_unchanged=True):
+            return True
         hidden = overlay.learned(KBKeys(record["kb_id"], self.sessions.tag))
         options = replace(QueryOptions.from_config(record["config"]), hidden=hidden)
         predictions, _ = self.backend.predict(record["kb_id"], record["stm"], options,
@@ -70,19 +80,22 @@ class PendingPredictions:
         self.sessions.settle(session_id, pending, predictions)
         return True
 
-    def settle_from(self, session_id: str, pending: str | None, kb_id: str, stm: Sequence[Sequence[str]],
-                    config: dict[str, Any], predictions: list[dict[str, Any]]) -> bool:
-        """Settle ``pending`` (as read before ``predictions`` were computed) with those predictions, computed over
-        the KB as it is for this STM and config, when the record asks for the same computation and no learn has
-        changed the KB since its observe (other changes settle the record first): then both answers are one, and
-        the record is not computed a second time."""
+    def remember(self, pending: str | None, kb_id: str, stm: Sequence[Sequence[str]], config: dict[str, Any],
+                 predictions: list[dict[str, Any]]) -> None:
+        """Keep what a GET predictions answered (over the KB as it is, for this STM and config) for ``pending``,
+        the record read before it was computed, when the record asks for the same computation: if no learn
+        changes the KB before the record is settled (other changes settle it first), both answers are one and
+        the record is not computed a second time. Nothing is written: a record replaced first costs nothing."""
         if pending is None:
-            return False
+            return
         record = json.loads(pending)
         if record["kb_id"] != kb_id or record["stm"] != [list(e) for e in stm] or \
                 record["config"] != json.loads(json.dumps(config)):
-            return False
-        return self.sessions.settle(session_id, pending, predictions, if_unchanged=True)
+            return
+        with self._lock:
+            self._answered[record["record"]] = (pending, predictions)
+            while len(self._answered) > ANSWERS_KEPT:
+                self._answered.popitem(last=False)
 
     def settle_kb(self, kb_id: str) -> None:
         for session_id in self.sessions.pending_sessions(kb_id):

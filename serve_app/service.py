@@ -245,7 +245,7 @@ class KatoService:
         state = self._state(session_id, record)
         kb_id, config = self.kb_id(state.node_id), self._config(state)
         predictions, futures = self.backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
-        self.pending.settle_from(session_id, pending, kb_id, state.stm, config, predictions)
+        self.pending.remember(pending, kb_id, state.stm, config, predictions)
         return {"predictions": predictions, "future_potentials": futures, "session_id": session_id,
                 "processor_id": None, "count": len(predictions), "time": None, "unique_id": None}
 

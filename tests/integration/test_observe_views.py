@@ -166,9 +166,9 @@ def test_a_learn_keeps_the_overwritten_values_for_the_pending_observe_only(servi
     assert learner.cognition_predictions() == as_json(learner.reference.state.predictions)
 
 
-def test_predictions_asked_before_any_learn_settle_the_pending_record_with_the_same_answer(service, redis_client):
-    """GET predictions computes what the pending observe would: it stores them for it, and nothing is computed a
-    second time; after a learn since the observe, the record keeps its own view."""
+def test_predictions_asked_before_any_learn_are_the_pending_records_answer(service, redis_client, monkeypatch):
+    """GET predictions computes what the pending observe would: the record is settled with that answer, not
+    computed a second time; after a learn since the observe, or for another config, the record keeps its own."""
     node_id = f"views_{uuid.uuid4().hex[:8]}"
     kato = ReferenceKato()
     learner, watcher = (Pair(service, kato.session(node_id), node_id, {}) for _ in range(2))
@@ -176,31 +176,37 @@ def test_predictions_asked_before_any_learn_settle_the_pending_record_with_the_s
         learner.observe({"strings": event})
     learner.learn()
     tag = hash_tag(redis_client)
+    computed: list[list[list[str]]] = []
+    predict = service.backend.predict
+
+    def counted(kb_id, stm, options, as_of=None):
+        computed.append([list(e) for e in stm])
+        return predict(kb_id, stm, options, as_of)
+
+    monkeypatch.setattr(service.backend, "predict", counted)
     watcher.observe({"strings": ["a"]})
     watcher.observe({"strings": ["b"]})
     answered = watcher.predictions()
-    assert answered and redis_client.exists(pending_key(watcher.sid, tag)) == 0
+    assert answered and redis_client.exists(pending_key(watcher.sid, tag)) == 1  # nothing written by the GET
+    assert watcher.cognition_predictions() == answered and len(computed) == 1
     assert json.loads(redis_client.get(predictions_key(watcher.sid, tag))) == answered
-    assert not service.pending.settle(watcher.sid)  # nothing left for the worker
-    assert watcher.cognition_predictions() == answered
 
     watcher.observe({"strings": ["c"]})
+    watcher.predictions()
     for event in (["a"], ["b"], ["d"]):
         learner.observe({"strings": event})
-    learner.learn()  # after the watcher's observe: its record must not take the answer of now
-    watcher.predictions()
-    assert redis_client.exists(pending_key(watcher.sid, tag)) == 1
+    learner.learn()  # after the watcher's observe and its GET: the record must not take the GET's answer
     assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
+    assert len(computed) == 3
 
-    watcher.cognition_predictions()
     for limit in (1, 2):  # the record is computed with one config, the predictions asked with another
         service.update_config(watcher.sid, {"config": {"max_predictions": limit}})
         watcher.reference.update_config({"max_predictions": limit})
         if limit == 1:
             watcher.observe({"strings": ["d"]})
     watcher.predictions()
-    assert redis_client.exists(pending_key(watcher.sid, tag)) == 1
     assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
+    assert len(computed) == 5
 
 
 def test_a_stored_record_computed_while_a_request_learns_keeps_its_view_and_the_next_one_keeps_its_own(
