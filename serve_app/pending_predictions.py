@@ -39,7 +39,8 @@ from cluster.stores.sessions import SessionStore
 from schema.rules.query import QueryOptions
 
 SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
-ANSWERS_KEPT = 1024  # GET answers kept for records this process may settle (a record settles within the delay)
+ANSWERS_KEPT = 128  # GET answers kept for records this process may settle: one settles within the delay, and
+# a record observed on another replica is settled there, so its answer here only waits to be pushed out
 
 log = logging.getLogger(__name__)
 
