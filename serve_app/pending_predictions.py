@@ -56,7 +56,7 @@ class PendingPredictions:
     def __init__(self, sessions: SessionStore, backend: ViewPredictor):
         self.sessions = sessions
         self.backend = backend
-        self._answered: OrderedDict[str, tuple[str, list[dict[str, Any]]]] = OrderedDict()  # by record id
+        self._answered: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # by record id
         self._lock = threading.Lock()
 
     def settle(self, session_id: str, record_id: str | None = None) -> bool:
@@ -71,8 +71,7 @@ class PendingPredictions:
             return False
         with self._lock:
             answered = self._answered.pop(record["record"], None)
-        if answered is not None and answered[0] == pending and \
-                self.sessions.settle(session_id, pending, answered[1], if_unchanged=True):
+        if answered is not None and self.sessions.settle(session_id, pending, answered, if_unchanged=True):
             return True
         hidden = overlay.learned(KBKeys(record["kb_id"], self.sessions.tag))
         options = replace(QueryOptions.from_config(record["config"]), hidden=hidden)
@@ -94,7 +93,7 @@ class PendingPredictions:
                 record["config"] != json.loads(json.dumps(config)):
             return
         with self._lock:
-            self._answered[record["record"]] = (pending, predictions)
+            self._answered[record["record"]] = predictions
             while len(self._answered) > ANSWERS_KEPT:
                 self._answered.popitem(last=False)
 

@@ -132,7 +132,11 @@ if ARGV[3] == '1' then
         redis.call('expire', KEYS[i], ttl)
     end
 end
-return {raw, predictions, redis.call('get', KEYS[3])}
+local pending = false
+if ARGV[4] == '1' then
+    pending = redis.call('get', KEYS[3])
+end
+return {raw, predictions, pending}
 """
 
 # Store the settled predictions only if the pending record is still the one they were computed from (a later
@@ -280,17 +284,20 @@ class SessionStore:
     def get(self, session_id: str, touch: bool = True, with_predictions: bool = False) -> dict[str, Any] | None:
         """The record, or None if absent/expired; ``touch`` slides the key TTL (SESSION_AUTO_EXTEND).
         ``predictions`` is in the record only ``with_predictions``. One round trip."""
-        return self.read(session_id, touch, with_predictions)[0]
+        return self._get(session_id, touch, with_predictions, with_pending=False)[0]
 
-    def read(self, session_id: str, touch: bool = True, with_predictions: bool = False
-             ) -> tuple[dict[str, Any] | None, str | None]:
+    def read(self, session_id: str, touch: bool = True) -> tuple[dict[str, Any] | None, str | None]:
         """``get``, and the session's pending-predictions record as stored (JSON text) or None, read at the same
         moment. One round trip."""
+        return self._get(session_id, touch, with_predictions=False, with_pending=True)
+
+    def _get(self, session_id: str, touch: bool, with_predictions: bool, with_pending: bool
+             ) -> tuple[dict[str, Any] | None, str | None]:
         if not is_session_id(session_id):
             return None, None
         keys = [session_key(session_id, self.tag), predictions_key(session_id, self.tag),
                 pending_key(session_id, self.tag), overlay_key(session_id, self.tag)]
-        reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch)])
+        reply = self._read(keys=keys, args=[self.default_ttl, int(with_predictions), int(touch), int(with_pending)])
         raw = reply[0] if reply else None
         if raw is None:
             return None, None

@@ -722,8 +722,7 @@ def probe_pruning_tie(svc: Service, step: dict[str, JSON], tracker: Tracker) -> 
     finally:
         svc.call("DELETE", f"/sessions/{probe}")
     candidates = answer.get("predictions") if status == 200 and isinstance(answer, dict) else None
-    cap = int(session.config.get("max_predictions") or DEFAULT_CONFIG["max_predictions"])
-    return bool(candidates) and tie_at_pruning_cut(candidates, cap)
+    return bool(candidates) and tie_at_pruning_cut(candidates, cap_for(step, tracker))
 
 
 def coarse(path: str, stance: str) -> str:
