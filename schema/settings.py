@@ -118,6 +118,7 @@ class Settings:
     reshard_chunk_buckets: int = 1024  # buckets a reshard copies per round trip between two shards
     reshard_freeze_ms: int = 3000  # the longest writes into moving buckets wait at a reshard's cut-over
     access_log: bool = False  # Serve's per-request log line in each replica's log file (costs CPU per request)
+    redis_layout: str = "kato"  # per-pattern values in KATO's keys, or "compact" (cluster.stores.pattern_layout)
 
     def flush_policy(self) -> dict[str, Any]:
         """The shards' flush settings, as ``actors.stored_shard.FlushPolicy`` takes them."""

@@ -16,7 +16,7 @@ from actors.process_memory import tune_collector
 from actors.ray_shard import RayShards, ShardVectorStore, Starter, start_shard_actors
 from cluster.stores.engines import open_redis
 from cluster.stores.pattern_log import LogKeys
-from cluster.stores.redis_kb import RedisKB
+from cluster.stores.redis_kb import redis_kb_for
 from cluster.stores.shard_map import ShardMapStore
 from schema.placement import ShardMap
 from schema.settings import Settings
@@ -40,7 +40,7 @@ class KatoIngress:
         shards = RayShards({}, namespace=self.settings.namespace, starter=shard_starter(self.settings, redis_url))
         shards.sync(shard_map)
         backend = ClusterBackend(shards, shard_map.ranges,
-                                 RedisKB(client, self.settings.service_name, log_bound=self.settings.log_bound_rows),
+                                 redis_kb_for(client, self.settings),
                                  ShardVectorStore(shards.handles[0]), log_keys=LogKeys(self.settings.namespace),
                                  maps=maps)
         holder = process_holder()

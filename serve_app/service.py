@@ -337,7 +337,8 @@ class KatoService:
                    "metadata": info.get("metadata") or {}, "frequency": max(1, int(info.get("frequency") or 0))}
 
     def import_kb(self, request: KbImportRequest) -> dict[str, Any]:
-        """Store a KATO KB's pattern rows (no statistics applied) and its Redis keys verbatim."""
+        """Store a KATO KB's pattern rows (no statistics applied) and its Redis keys (the per-pattern values where
+        this deployment's Redis layout keeps them)."""
         self._require_all_nodes()
         prefix = f"{request.kb_id}:"
         foreign = [k for k in request.keys if not k.startswith(prefix)]
@@ -345,20 +346,8 @@ class KatoService:
             raise Unprocessable(f"keys must start with {prefix!r}; got {foreign[:3]}")
         stored = self.backend.store_patterns(request.kb_id, [LearnedPattern(name=row.name, events=row.events)
                                                              for row in request.patterns])
-        pipe = self.backend.redis_kb.client.pipeline(transaction=False)
-        ours = self.backend.redis_kb.keys(request.kb_id).prefix  # KATO's names, in this deployment
-        for kato_key, item in request.keys.items():
-            key = ours + kato_key[len(prefix):]
-            pipe.delete(key)
-            if item.type == "string":
-                pipe.set(key, str(item.value))
-            elif item.type == "hash" and item.value:
-                pipe.hset(key, mapping={str(k): str(v) for k, v in dict(item.value).items()})
-            elif item.type == "set" and item.value:
-                pipe.sadd(key, *[str(v) for v in item.value])
-            elif item.type == "list" and item.value:
-                pipe.rpush(key, *[str(v) for v in item.value])
-        pipe.execute()
+        self.backend.redis_kb.import_keys(request.kb_id, {kato_key[len(prefix):]: (item.type, item.value)
+                                                          for kato_key, item in request.keys.items()})
         return {"status": "imported", "kb_id": request.kb_id, "patterns_received": len(request.patterns),
                 "patterns_stored": stored, "keys_written": len(request.keys)}
 

@@ -20,6 +20,9 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
        redis: str = typer.Option(None, help="Redis URL; default: an embedded redis-server with AOF."),
        ingress: str = typer.Option(None, help="How HTTP reaches the replicas: haproxy (Serve's HAProxy) or proxy "
                                               "(Serve's proxy actor) [env KATO_INGRESS; default haproxy]."),
+       redis_layout: str = typer.Option(None, "--redis-layout",
+                                        help="Where Redis keeps per-pattern values: kato (KATO's keys) or compact "
+                                             "(about 14 B per pattern) [env KATO_REDIS_LAYOUT; default kato]."),
        join: str = typer.Option(None, "--join", metavar="HOST:PORT",
                                 help="Add this machine to the Ray cluster whose head is at HOST:PORT (started by "
                                      "`ray start --head`, as ray_config.yaml's head) instead of starting a service."),
@@ -27,11 +30,11 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
                                                "once this node runs).")) -> None:
     """Start the engines, a local Ray cluster, the shards and the HTTP API. Ctrl-C stops everything."""
     from cluster.ops.launcher import run_service, start_detached
-    from schema.errors import LauncherError
+    from schema.errors import LauncherError, SettingsError
     from schema.settings import Settings
 
     settings = Settings.from_env(port=port, host=host, shards=shards, data_dir=data_dir, store=store, redis=redis,
-                                 ingress=ingress)
+                                 ingress=ingress, redis_layout=redis_layout)
     if join is not None:
         if any(option is not None for option in (port, host, shards)):
             typer.echo("error: --join takes no --port, --host or --shards: the cluster's service has them", err=True)
@@ -45,7 +48,7 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
                        f"stop it with: kato-cluster down --data-dir {settings.data_dir}")
         else:
             run_service(settings, on_ready=typer.echo)
-    except LauncherError as error:
+    except (LauncherError, SettingsError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
 

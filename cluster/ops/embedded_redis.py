@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from cluster.ops.ports import free_port, free_ports
 from cluster.stores.engines import open_redis
+from cluster.stores.pattern_layout import LISTPACK_ENTRIES
 from schema.settings import Settings
 
 _FALLBACK_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
@@ -71,7 +72,8 @@ class EmbeddedRedis:
         args = [
             self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"), *self.extra_args,
+            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
+            "--hash-max-listpack-entries", str(LISTPACK_ENTRIES), *self.extra_args,
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)

@@ -153,6 +153,8 @@ def run_service(settings: Settings, on_ready=print) -> None:
     from ray import serve
 
     from cluster.ops.embedded_redis import redis_or_embedded
+    from cluster.stores.key_space import hash_tag
+    from cluster.stores.pattern_layout import claim_layout
     from cluster.stores.shard_map import ShardMapStore
     from serve_app.deployment import ingress_application, open_shards, reshard_to
 
@@ -164,6 +166,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     try:
         client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
         redis_url = embedded.url if embedded is not None else str(settings.redis)
+        claim_layout(client, settings.redis_layout, hash_tag(client))  # refused before Ray starts, not in a replica
         if embedded is not None:
             embedded.supervise()  # a Redis that dies comes back on the same port, from its AOF
         prepare_ingress(settings, ingress_dir)

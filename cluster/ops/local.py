@@ -19,7 +19,7 @@ from cluster.stores.clickhouse import PatternStore
 from cluster.stores.engines import open_store
 from cluster.stores.pattern_log import LogKeys, PatternLog
 from cluster.stores.redis_client import connect
-from cluster.stores.redis_kb import RedisKB
+from cluster.stores.redis_kb import redis_kb_for
 from cluster.stores.shard_map import ShardMapStore
 from cluster.stores.vector_buffer import VectorBuffer
 from schema.placement import ShardMap
@@ -74,7 +74,7 @@ def start_local(settings: Settings, publish=None) -> LocalRuntime:
         shard_map = maps.initialize(ShardMap.even(settings.shards))
         factory = local_shard_factory(store, log, maps, FlushPolicy(**settings.flush_policy()))
         shards = LocalShards([factory(*r) for r in shard_ranges(shard_map)], factory=factory)
-        redis_kb = RedisKB(client, settings.service_name, log_bound=settings.log_bound_rows)
+        redis_kb = redis_kb_for(client, settings)
         vectors = NodeVectors(VectorIndex(store), VectorBuffer(client))
         backend = ClusterBackend(shards, shard_map.ranges, redis_kb, vectors, log_keys=log.keys, maps=maps)
         if len(shard_map.ranges) != settings.shards or shard_map.target is not None:

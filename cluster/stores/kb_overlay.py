@@ -10,16 +10,19 @@ record not stored yet has its overlay under ``kato:session_pending_overlay_next:
 
 Fields of the overlay hash (bytes; ``len`` is the byte length of the key):
 - ``s{key}``: a string key (``SET``/``INCRBY``);
-- ``h{len(key)}:{key}{field}``: a hash field (``HINCRBY``/``HINCRBYFLOAT``);
-and each value is ``={old value}``, or ``-`` when the key or field did not exist. ``@record`` names the pending
-record the overlay belongs to (the session's save starts a new overlay for a new record).
+- ``h{len(key)}:{key}{field}``: a hash field (``HINCRBY``/``HINCRBYFLOAT``/``HSET``);
+and each value is ``={old value}``, or ``-`` when the key or field did not exist. A pattern a learn creates is
+marked as ``s{its KATO frequency key}`` = ``-`` in either Redis layout (``cluster.stores.pattern_layout``).
+``@record`` names the pending record the overlay belongs to (the session's save starts a new overlay for a new
+record).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cluster.stores.kb_keys import KBKeys
+from cluster.stores.pattern_layout import Slot
 
 OVERLAY_PREFIX = "kato:session_pending_overlay:"
 NEXT_OVERLAY_PREFIX = "kato:session_pending_overlay_next:"
@@ -68,6 +71,19 @@ class KBOverlay:
             return current
         return [self.string(k, v) for k, v in zip(keys, current)]
 
+    def values(self, slots: Sequence[Slot], current: list[bytes | None]) -> list[bytes | None]:
+        """Values of string keys or hash fields (``cluster.stores.pattern_layout.Slot``) as they were."""
+        if not self.fields:
+            return current
+        out = []
+        for slot, value in zip(slots, current):
+            if slot.field is None:
+                out.append(self.string(slot.key, value))
+            else:
+                old = self.fields.get(_hash_prefix(slot.key) + slot.field)
+                out.append(value if old is None else _value(old))
+        return out
+
     def hash_fields(self, key: str, fields: list[str], current: list[bytes | None]) -> list[bytes | None]:
         if not self.fields:
             return current
@@ -105,7 +121,9 @@ class KBOverlay:
 
 
 def _bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
+    """Bytes of a field as read; a decoding client reads the compact layout's binary fields with surrogate escapes
+    (``cluster.stores.redis_client.connect``)."""
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
 def _value(old: bytes) -> bytes | None:

@@ -32,6 +32,7 @@ import redis
 from cluster.stores.kb_keys import KBKeys
 from cluster.stores.kb_overlay import NEXT_OVERLAY_PREFIX, OVERLAY_PREFIX, next_overlay_key
 from cluster.stores.key_space import hash_tag
+from cluster.stores.pattern_layout import PatternLayout, Slot
 from cluster.stores.pattern_log import LogAppend
 from cluster.stores.sessions import DEFAULT_TTL_SECONDS, kb_pending_key
 from schema.errors import ServiceUnavailable, StaleShardMap
@@ -57,10 +58,18 @@ if plan.map then
     end
 end
 for _, check in ipairs(plan.exists) do
-    if redis.call('exists', check[1]) ~= check[2] then return 0 end
+    local found
+    if check[3] then
+        found = redis.call('hexists', check[1], ARGV[check[3]])
+    else
+        found = redis.call('exists', check[1])
+    end
+    if found ~= check[2] then return 0 end
 end
 for _, check in ipairs(plan.equal) do
-    if redis.call('get', check[1]) ~= check[2] then return 0 end
+    local value
+    if check[3] then value = redis.call('hget', check[1], ARGV[check[3]]) else value = redis.call('get', check[1]) end
+    if value ~= check[2] then return 0 end
 end
 for _, cap in ipairs(plan.caps) do
     if tonumber(redis.call('get', cap[1]) or '0') + cap[3] > cap[2] then return -1 end
@@ -93,9 +102,20 @@ if #overlays > 0 then
         local value = old and ('=' .. old) or '-'
         for _, key in ipairs(overlays) do redis.call('hsetnx', key, 's' .. news[i], value) end
     end
+    for _, born in ipairs(plan.born or {}) do
+        for _, key in ipairs(overlays) do redis.call('hsetnx', key, 's' .. born, '-') end
+    end
 end
 for i = 1, #news, 4000 do
     redis.call('mset', unpack(news, i, math.min(i + 3999, #news)))
+end
+for _, h in ipairs(plan.hnews or {}) do
+    local args = {'hset', h[1]}
+    for j = 2, #h, 2 do
+        args[#args + 1] = ARGV[h[j]]
+        args[#args + 1] = h[j + 1]
+    end
+    redis.call(unpack(args))
 end
 for n, op in ipairs(plan.ops) do
     for i = 2, #op do
@@ -105,7 +125,7 @@ for n, op in ipairs(plan.ops) do
         local field, old = nil, nil
         if op[1] == 'SET' or op[1] == 'INCRBY' then
             field, old = 's' .. op[2], redis.call('get', op[2])
-        elseif op[1] == 'HINCRBY' or op[1] == 'HINCRBYFLOAT' then
+        elseif op[1] == 'HINCRBY' or op[1] == 'HINCRBYFLOAT' or op[1] == 'HSET' then
             field, old = 'h' .. #op[2] .. ':' .. op[2] .. op[3], redis.call('hget', op[2], op[3])
         end
         if field then
@@ -179,8 +199,10 @@ class _Pattern:
 
 
 class LearnCommit:
-    def __init__(self, client: redis.Redis, symbol_to_patterns: bool = False, log_bound: int = 1_000_000) -> None:
+    def __init__(self, client: redis.Redis, symbol_to_patterns: bool = False, log_bound: int = 1_000_000,
+                 layout: PatternLayout | None = None) -> None:
         self.client = client
+        self.layout = layout or PatternLayout()
         self.symbol_to_patterns = symbol_to_patterns
         self.log_bound = log_bound
         self.tag = hash_tag(client)
@@ -213,7 +235,7 @@ class LearnCommit:
             if map_guard is not None:
                 plan["map"] = [map_guard.key, map_guard.version, list(map_guard.buckets)]
             appends = rows_for({p.name for p, is_new in zip(patterns, new) if is_new}) if rows_for else []
-            outcome = self._run(plan, appends, keys.total_symbols)
+            outcome = self._run(plan, appends, keys.total_symbols, plan.pop("fields"))
             if outcome == 1:
                 return new
             if outcome == 2:
@@ -247,9 +269,11 @@ class LearnCommit:
         pipe = self.client.pipeline(transaction=False)
         for set_key, member in before:
             pipe.sadd(set_key, member)
-        pipe.mget([keys.frequency(n) for n in names])
+        layout = self.layout
+        layout.queue_read(pipe, [layout.frequency(keys, n) for n in names])
         if merging:
-            pipe.mget([keys.emotives(n) for n in merging] + [keys.metadata(n) for n in merging])
+            layout.queue_read(pipe, [layout.emotives(keys, n) for n in merging]
+                              + [layout.metadata(keys, n) for n in merging])
         replies = pipe.execute()[len(before):]
         state = {n: _Pattern(existed=v is not None, exists=v is not None) for n, v in zip(names, replies[0])}
         if merging:
@@ -280,23 +304,31 @@ class LearnCommit:
 
     def _plan(self, keys: KBKeys, state: dict[str, _Pattern], patterns: Sequence[LearnedPattern], new: list[bool],
               persistence: int) -> dict[str, Any]:
+        """The script's plan; ``fields`` are the hash fields it names (binary, so passed as ARGV[2…], and named
+        in the plan by their ARGV index)."""
+        layout = self.layout
+        slots = _Slots()
         ops: list[list[Any]] = []
-        news: list[str] = []  # key, value, ...: the new patterns' keys, set in a few MSETs
         exists, equal = [], []
         for name, s in state.items():
-            exists.append([keys.frequency(name), int(s.existed)])
+            frequency = layout.frequency(keys, name)
+            exists.append(slots.check(frequency, int(s.existed)))
             if not s.existed:
-                news += [keys.frequency(name), str(s.frequency), keys.emotives(name), _json(s.emotives, "[]"),
-                         keys.metadata(name), _json(s.metadata, "{}")]
+                slots.create(keys, name, frequency, str(s.frequency))
+                if layout.writes_empty or s.emotives:
+                    slots.create(keys, name, layout.emotives(keys, name), _json(s.emotives, "[]"))
+                if layout.writes_empty or s.metadata:
+                    slots.create(keys, name, layout.metadata(keys, name), _json(s.metadata, "{}"))
                 continue
-            ops.append(["INCRBY", keys.frequency(name), s.frequency])
+            ops.append(slots.op("INCRBY", frequency, s.frequency))
             if s.rewrite:
-                equal.append([keys.emotives(name), s.stored_emotives if s.stored_emotives is not None else False])
-                equal.append([keys.metadata(name), s.stored_metadata if s.stored_metadata is not None else False])
-                ops.append(["SET", keys.emotives(name), json.dumps(s.emotives)])
-                ops.append(["SET", keys.metadata(name), json.dumps(s.metadata)])
+                for slot, stored, value in ((layout.emotives(keys, name), s.stored_emotives, s.emotives),
+                                            (layout.metadata(keys, name), s.stored_metadata, s.metadata)):
+                    equal.append(slots.check(slot, stored if stored is not None else False))
+                    ops.append(slots.op("SET", slot, json.dumps(value)))
         ops.extend(self._counter_ops(keys, patterns, new))
-        return {"exists": exists, "equal": equal, "ops": ops, "news": news}
+        return {"exists": exists, "equal": equal, "ops": ops, "news": slots.news, "hnews": list(slots.hnews.values()),
+                "born": slots.born, "fields": slots.fields}
 
     def _counter_ops(self, keys: KBKeys, patterns: Sequence[LearnedPattern], new: list[bool]) -> list[list[Any]]:
         once = [p for p in patterns if p.repeats == 1]  # counted in one pass over all their symbols
@@ -324,16 +356,49 @@ class LearnCommit:
                 ops += [["HINCRBYFLOAT", keys.affinity(s), emotive, repr(value)] for emotive, value in delta.items()]
         return ops
 
-    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend], route: str) -> int:
+    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend], route: str, fields: Sequence[bytes] = ()
+             ) -> int:
         """Run the plan; ``route`` is one of its keys: it names the script's slot, where a Redis Cluster runs it
         (every key of the plan shares that slot: ``cluster.stores.key_space``)."""
         plan["caps"] = [[a.counter, self.log_bound, a.rows] for a in appends]
         plan.setdefault("guards", [])
         plan.setdefault("snap", 0)
+        first_blob = 2 + len(fields)
         for i, a in enumerate(appends):
-            plan["ops"].append(["XADD", a.stream, "*", "rows", [i + 2], "n", a.rows])
+            plan["ops"].append(["XADD", a.stream, "*", "rows", [first_blob + i], "n", a.rows])
             plan["ops"].append(["INCRBY", a.counter, a.rows])
-        return int(self._script(keys=[route], args=[json.dumps(plan), *(a.blob for a in appends)]))
+        return int(self._script(keys=[route], args=[json.dumps(plan), *fields, *(a.blob for a in appends)]))
+
+
+class _Slots:
+    """The plan's references to values (``cluster.stores.pattern_layout.Slot``): string keys by name, hash fields
+    by the ARGV index of their field."""
+
+    def __init__(self) -> None:
+        self.fields: list[bytes] = []
+        self.news: list[str] = []  # key, value, ...: new patterns' string keys, set in a few MSETs
+        self.hnews: dict[str, list[Any]] = {}  # hash key -> [key, field ref, value, ...]: new patterns' fields
+        self.born: list[str] = []  # KATO's frequency key of each new pattern kept in hashes (for the overlays)
+
+    def _ref(self, field: bytes) -> int:
+        self.fields.append(field)
+        return len(self.fields) + 1
+
+    def check(self, slot: Slot, expected: Any) -> list[Any]:
+        return [slot.key, expected] if slot.field is None else [slot.key, expected, self._ref(slot.field)]
+
+    def op(self, command: str, slot: Slot, value: Any) -> list[Any]:
+        if slot.field is None:
+            return [command, slot.key, value]
+        return ["HINCRBY" if command == "INCRBY" else "HSET", slot.key, [self._ref(slot.field)], value]
+
+    def create(self, keys: KBKeys, name: str, slot: Slot, value: str) -> None:
+        if slot.field is None:
+            self.news += [slot.key, value]
+            return
+        if not self.born or self.born[-1] != keys.frequency(name):
+            self.born.append(keys.frequency(name))
+        self.hnews.setdefault(slot.key, [slot.key]).extend((self._ref(slot.field), value))
 
 
 def _json(value: Any, empty: str) -> str:

@@ -157,7 +157,10 @@ def _cluster_client(url: str, decode: bool, **options: Any) -> TranslatingRedis:
 
 def connect(url: str, decode: bool = True, **options: Any) -> redis.Redis:
     """A client for ``url`` (answers decoded to str unless ``decode`` is False) whose unavailability errors are
-    ``RedisDown``; for a ``redis+cluster://`` URL, the client of the master serving the deployment's slot."""
+    ``RedisDown``; for a ``redis+cluster://`` URL, the client of the master serving the deployment's slot. Bytes
+    that are not UTF-8 (the compact layout's binary hash fields) decode with surrogate escapes and encode back."""
+    if decode:
+        options.setdefault("encoding_errors", "surrogateescape")
     if is_cluster_url(url):
         return _cluster_client(url, decode, **options)
     return TranslatingRedis.from_url(url, decode_responses=decode, **options)

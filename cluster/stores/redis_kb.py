@@ -18,10 +18,12 @@ from cluster.stores.kb_keys import KBKeys, glob_escape
 from cluster.stores.kb_overlay import KBOverlay
 from cluster.stores.key_space import hash_tag
 from cluster.stores.learn_commit import Guard, LearnCommit, MapGuard, RowsFor
+from cluster.stores.pattern_layout import KATO, Slot, claim_layout, layout_for
 from cluster.stores.pattern_log import LogAppend
 from schema.learning import LearnedPattern
 from schema.naming import kb_id_for
 from schema.rules.metrics import CorpusStats, PatternIntrinsics
+from schema.settings import Settings
 
 INTRINSIC_KEYS = ("entropy", "normalized_entropy", "global_normalized_entropy", "tf_vector")
 _SCAN_COUNT = 1000
@@ -38,12 +40,14 @@ def _int(value: Any, default: int = 0) -> int:
 
 class RedisKB:
     def __init__(self, client: redis.Redis, service_name: str = "kato", symbol_to_patterns: bool = False,
-                 log_bound: int = 1_000_000) -> None:
+                 log_bound: int = 1_000_000, layout: str = KATO) -> None:
+        """``layout``: where per-pattern values live (``cluster.stores.pattern_layout``)."""
         self.client = client
         self.service_name = service_name
         self.symbol_to_patterns = symbol_to_patterns
         self.tag = hash_tag(client)
-        self._commit = LearnCommit(client, symbol_to_patterns, log_bound)
+        self.layout = layout_for(layout)
+        self._commit = LearnCommit(client, symbol_to_patterns, log_bound, self.layout)
 
     def keys(self, kb_id: str) -> KBKeys:
         """The KB's key names in this deployment."""
@@ -79,6 +83,41 @@ class RedisKB:
     def append_log(self, appends: Sequence[LogAppend], before: Sequence[tuple[str, str]] = ()) -> None:
         """Append rows to shard logs without statistics (rows imported with their KATO keys)."""
         self._commit.append(appends, before)
+
+    def import_keys(self, kb_id: str, items: Mapping[str, tuple[str, Any]]) -> None:
+        """Write a KATO KB's keys (name after ``{kb_id}:`` → (type, value)) in this deployment; per-pattern values
+        go where the layout keeps them."""
+        keys = self.keys(kb_id)
+        pipe = self.client.pipeline(transaction=False)
+        for rest, (kind, value) in items.items():
+            slot = self._pattern_slot(keys, rest) if kind == "string" else None
+            if slot is not None and slot.field is not None:
+                if str(value) in ("[]", "{}"):
+                    pipe.hdel(slot.key, slot.field)
+                else:
+                    pipe.hset(slot.key, slot.field, str(value))
+                continue
+            key = keys.prefix + rest
+            pipe.delete(key)
+            if kind == "string":
+                pipe.set(key, str(value))
+            elif kind == "hash" and value:
+                pipe.hset(key, mapping={str(k): str(v) for k, v in dict(value).items()})
+            elif kind == "set" and value:
+                pipe.sadd(key, *[str(v) for v in value])
+            elif kind == "list" and value:
+                pipe.rpush(key, *[str(v) for v in value])
+        pipe.execute()
+
+    def _pattern_slot(self, keys: KBKeys, rest: str) -> Slot | None:
+        kind, _, name = rest.partition(":")
+        if kind == "frequency":
+            return self.layout.frequency(keys, name)
+        if kind == "emotives":
+            return self.layout.emotives(keys, name)
+        if kind == "metadata":
+            return self.layout.metadata(keys, name)
+        return None
 
     def write_intrinsics(self, kb_id: str, intrinsics: Mapping[str, PatternIntrinsics]) -> None:
         """Store finalize-training's per-pattern values (spec §3.7)."""
@@ -118,9 +157,12 @@ class RedisKB:
         pipe = self.client.pipeline(transaction=False)
         pipe.hlen(keys.symbols_freq)
         pipe.mget([keys.total_symbols, keys.unique_patterns, keys.pattern_frequencies])
+        layout = self.layout
+        frequencies = [layout.frequency(keys, n) for n in names]
+        emotives = [layout.emotives(keys, n) for n in names]
         if names:
-            pipe.mget([keys.frequency(n) for n in names])
-            pipe.mget([keys.emotives(n) for n in names])
+            layout.queue_read(pipe, frequencies)
+            layout.queue_read(pipe, emotives)
             pipe.mget([keys.intrinsic(INTRINSIC_KEYS[0], n) for n in names])
         if symbols:
             pipe.hmget(keys.symbols_pmf, symbols)
@@ -132,21 +174,23 @@ class RedisKB:
             pipe.hgetall(as_of)
         replies = pipe.execute()
         seen = KBOverlay(replies.pop()) if as_of is not None else KBOverlay()
-        stats = self._stats(keys, iter(replies), seen, names, symbols, weight_symbols)
+        stats = self._stats(keys, iter(replies), seen, (names, frequencies, emotives), symbols, weight_symbols)
         stats.hidden = seen.learned(keys)
         return stats
 
-    def _stats(self, keys: KBKeys, replies: Iterator[Any], seen: KBOverlay, names: list[str], symbols: list[str],
-               weight_symbols: list[str]) -> CorpusStats:
+    def _stats(self, keys: KBKeys, replies: Iterator[Any], seen: KBOverlay,
+               patterns: tuple[list[str], list[Slot], list[Slot]], symbols: list[str], weight_symbols: list[str]
+               ) -> CorpusStats:
+        names, frequency_slots, emotive_slots = patterns
         stats = CorpusStats(total_symbols=seen.hash_length(keys.symbols_freq, int(next(replies))))
         _, unique, frequencies = seen.strings([keys.total_symbols, keys.unique_patterns, keys.pattern_frequencies],
                                               next(replies))
         stats.total_unique_patterns = _int(unique)
         stats.total_pattern_frequencies = _int(frequencies)
         if names:
-            counts = seen.strings([keys.frequency(n) for n in names], next(replies))
+            counts = seen.values(frequency_slots, next(replies))
             stats.frequencies = {n: _int(v) for n, v in zip(names, counts) if v is not None}
-            emotives = seen.strings([keys.emotives(n) for n in names], next(replies))
+            emotives = seen.values(emotive_slots, next(replies))
             stats.emotives = {n: orjson.loads(v) for n, v in zip(names, emotives) if v is not None}
             finalized = [n for n, v in zip(names, next(replies)) if v is not None]
             if finalized:  # only after finalize-training: fetch the whole-pattern values of those patterns
@@ -169,8 +213,11 @@ class RedisKB:
     def pattern_info(self, kb_id: str, name: str) -> dict[str, Any] | None:
         """``{"frequency", "emotives", "metadata"}`` of a pattern, or None when Redis knows nothing of it."""
         keys = self.keys(kb_id)
-        frequency, emotives, metadata = self.client.mget(
-            [keys.frequency(name), keys.emotives(name), keys.metadata(name)])
+        layout = self.layout
+        pipe = self.client.pipeline(transaction=False)
+        layout.queue_read(pipe, [layout.frequency(keys, name), layout.emotives(keys, name),
+                                 layout.metadata(keys, name)])
+        frequency, emotives, metadata = pipe.execute()[0]
         if frequency is None and emotives is None and metadata is None:
             return None
         return {
@@ -207,6 +254,12 @@ class RedisKB:
     def _scan(self, match: str) -> Iterator[str]:
         for key in self.client.scan_iter(match=match, count=_SCAN_COUNT):
             yield _text(key)
+
+
+def redis_kb_for(client: redis.Redis, settings: Settings) -> RedisKB:
+    """The deployment's ``RedisKB``, its layout claimed in Redis (a start with the other layout is refused)."""
+    claim_layout(client, settings.redis_layout, hash_tag(client))
+    return RedisKB(client, settings.service_name, log_bound=settings.log_bound_rows, layout=settings.redis_layout)
 
 
 def _intrinsics(names: Sequence[str], values: Sequence[Any]) -> dict[str, PatternIntrinsics]:

@@ -16,6 +16,7 @@ from actors.stored_shard import FlushPolicy
 from cluster.ops.local import local_shard_factory
 from cluster.stores.kb_overlay import next_overlay_key, overlay_key
 from cluster.stores.key_space import hash_tag
+from cluster.stores.pattern_layout import LAYOUTS
 from cluster.stores.redis_kb import RedisKB
 from cluster.stores.sessions import SessionStore, pending_key, predictions_key
 from cluster.stores.shard_map import ShardMapStore
@@ -41,15 +42,16 @@ CONFIGS = [{}, {"max_predictions": 3, "recall_threshold": 0.3}, {"affinity_emoti
            {"recall_threshold": 0.0, "max_predictions": 2}]
 
 
-@pytest.fixture
-def service(chdb_store, redis_client, pattern_log) -> Iterator[KatoService]:
-    """Two in-process shards; the background settler never runs, so every record is computed after what
-    followed its observe (when cognition-data reads it)."""
+@pytest.fixture(params=LAYOUTS)
+def service(chdb_store, redis_client, pattern_log, request) -> Iterator[KatoService]:
+    """Two in-process shards, per-pattern values in either Redis layout; the background settler never runs, so
+    every record is computed after what followed its observe (when cognition-data reads it)."""
     maps = ShardMapStore(redis_client, pattern_log.keys.namespace)
     shard_map = maps.initialize(ShardMap.even(2))
     factory = local_shard_factory(chdb_store, pattern_log, maps, FlushPolicy(interval=0.05, retry_seconds=0.1))
     shards = LocalShards([factory(*r) for r in shard_ranges(shard_map)], factory=factory)
-    backend = ClusterBackend(shards, shard_map.ranges, RedisKB(redis_client), log_keys=pattern_log.keys, maps=maps)
+    backend = ClusterBackend(shards, shard_map.ranges, RedisKB(redis_client, layout=request.param),
+                             log_keys=pattern_log.keys, maps=maps)
     kato = KatoService(SessionStore(redis_client), backend)
     kato.settler = SettleWorker(kato.pending, delay=3600.0)
     yield kato

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cluster.stores.pattern_layout import LAYOUTS
 from cluster.stores.redis_kb import RedisKB, glob_escape
 from schema.learning import LearnedPattern, accumulate_metadata, make_pattern
 from schema.naming import pattern_hash
@@ -206,7 +207,8 @@ def test_batched_statistics_equal_one_by_one(redis_client, learns, persistence, 
     assert sum(seq_new) == len({p.name for p in learns})
 
 
-def test_concurrent_learns_lose_no_emotives(redis_url, redis_client, make_kb_id):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_concurrent_learns_lose_no_emotives(redis_url, redis_client, make_kb_id, layout):
     from cluster.stores.redis_client import connect
 
     kb = make_kb_id()
@@ -215,7 +217,7 @@ def test_concurrent_learns_lose_no_emotives(redis_url, redis_client, make_kb_id)
 
     def worker(t: int) -> None:
         client = connect(redis_url)
-        rk = RedisKB(client)
+        rk = RedisKB(client, layout=layout)
         for i in range(per_thread):
             rk.learn(kb, learned(events, emotives=[{"t": float(t)}], metadata=[{"m": f"{t}-{i}"}]), 100)
         client.close()
@@ -225,7 +227,7 @@ def test_concurrent_learns_lose_no_emotives(redis_url, redis_client, make_kb_id)
         th.start()
     for th in threads:
         th.join()
-    info = RedisKB(redis_client).pattern_info(kb, pattern_hash(events))
+    info = RedisKB(redis_client, layout=layout).pattern_info(kb, pattern_hash(events))
     assert info["frequency"] == threads_n * per_thread
     assert len(info["emotives"]) == threads_n * per_thread
     assert len(info["metadata"]["m"]) == threads_n * per_thread
