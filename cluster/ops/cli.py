@@ -115,6 +115,7 @@ def status(url: str = typer.Option("http://127.0.0.1:8000", help="Base URL of a 
                        f"{log['rows_flushed']} rows flushed in {log['store_inserts']} inserts{failing}")
     for name, ok in body.get("engines", {}).items():
         typer.echo(f"  {name}: {'ok' if ok else 'DOWN'}")
+    typer.echo(f"  Redis layout: {body.get('redis_layout', 'kato')}")
     _echo_shard_map(body.get("shard_map"))
 
 

@@ -37,6 +37,7 @@ from cluster.ops.ingress import (
     serve_http_host,
     write_haproxy_wrapper,
 )
+from cluster.stores.pattern_layout import claim_layout, layout_for
 from schema.errors import LauncherError
 from schema.settings import Settings
 
@@ -146,6 +147,7 @@ def haproxy_binds(settings: Settings) -> HAProxyBinds:
 def run_service(settings: Settings, on_ready=print) -> None:
     """Run until interrupted. Ctrl-C or SIGTERM stops the Serve app, the shards, Ray and embedded Redis."""
     check_ingress(settings)
+    layout_for(settings.redis_layout)  # an unknown layout is refused before anything starts
     check_port_free(settings.host, settings.port)
     check_engines(settings)
     os.environ.update(RAY_LOOPBACK_ENVIRONMENT)
@@ -154,7 +156,6 @@ def run_service(settings: Settings, on_ready=print) -> None:
 
     from cluster.ops.embedded_redis import redis_or_embedded
     from cluster.stores.key_space import hash_tag
-    from cluster.stores.pattern_layout import claim_layout
     from cluster.stores.shard_map import ShardMapStore
     from serve_app.deployment import ingress_application, open_shards, reshard_to
 
@@ -189,13 +190,14 @@ def run_service(settings: Settings, on_ready=print) -> None:
         while not stop.wait(0.5):
             pass
     finally:
-        with contextlib.suppress(Exception):
-            serve.shutdown()
-        for handle in shards.handles.values() if shards is not None else ():
+        if ray.is_initialized():  # else serve.shutdown() would start a Ray instance only to find nothing
             with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-        with contextlib.suppress(Exception):
-            ray.shutdown()
+                serve.shutdown()
+            for handle in shards.handles.values() if shards is not None else ():
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
         if client is not None:
             client.close()
         if embedded is not None:
@@ -290,7 +292,7 @@ def spawn_detached(settings: Settings, options: list[str]) -> subprocess.Popen:
     """``kato-cluster up`` with ``options`` (and the data directory, ingress and engines of ``settings``) in a
     process of its own session, its output appended to the data directory's log."""
     args = [sys.executable, "-m", "cluster.ops.cli", "up", "--data-dir", settings.data_dir,
-            "--ingress", settings.ingress, *options]
+            "--ingress", settings.ingress, "--redis-layout", settings.redis_layout, *options]
     if settings.store:
         args += ["--store", settings.store]
     if settings.redis:

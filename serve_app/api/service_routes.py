@@ -80,6 +80,7 @@ def service_router(current: Current) -> APIRouter:
             body["engines"] = current().require().engine_health()
             body["shard_map"] = current().require().shard_map_status()
             body["nodes"] = current().require().backend.shards.nodes()
+            body["redis_layout"] = current().require().backend.redis_kb.layout.name
             return body
         return plain(await run_in_threadpool(build))
 

@@ -23,7 +23,7 @@ def test_bench_memory_reports_each_size(base_url, embedded_redis):
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     sizes = [re.match(r"([\d,]+) patterns, loaded at [\d,]+/s .*index (\d+) B, shard RSS growth (.+?), "
-                      r"Redis (-?\d+) B, ClickHouse disk not measured, Redis AOF not measured$", line)
+                      r"Redis (-?\d+\.\d) B, ClickHouse disk not measured, Redis AOF not measured$", line)
              for line in lines[0::2]]
     assert all(sizes) and len(sizes) == 2, done.stdout
     patterns = [int(m.group(1).replace(",", "")) for m in sizes if m]

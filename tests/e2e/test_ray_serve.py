@@ -51,7 +51,7 @@ def test_service_answers_and_status_shows_the_shards(ray_service):
                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert "shard-0 [buckets 0-32767]" in out.stdout and "shard-1 [buckets 32768-65535]" in out.stdout
-    assert "redis: ok" in out.stdout and "shards: ok" in out.stdout
+    assert "redis: ok" in out.stdout and "shards: ok" in out.stdout and "  Redis layout: kato\n" in out.stdout
     node = re.search(r"^  node ([0-9a-f]{56}) \(127\.0\.0\.1, alive, \d+ CPUs, [\d.]+ GB\): shard-0, shard-1$",
                      out.stdout, re.M)  # the one Ray node holds both
     assert node, out.stdout

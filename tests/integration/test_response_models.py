@@ -225,6 +225,7 @@ def test_service_answers_fit(client):
     client.get("/health")
     status = client.get("/status")
     assert status["engines"] == {"redis": True, "shards": True} and len(status["processors"]["processors"]) == 2
+    assert status["redis_layout"] == "kato"
     client.get("/metrics")
     stats = client.get("/stats?minutes=5")
     assert stats["time_series"]["kato_requests_total"]

@@ -39,6 +39,7 @@ from ray.serve.config import AutoscalingConfig
 
 from cluster.ops.node_failure import NODE_FAILURE_DETECTION
 from cluster.stores.clickhouse import parse_http_dsn
+from cluster.stores.pattern_layout import LISTPACK_ENTRIES
 from schema.config import ServerDefaults
 from schema.settings import Settings
 
@@ -440,6 +441,8 @@ def check_compose(compose: dict[str, Any], serve_config: dict[str, Any], dockerf
         env["KATO_REDIS"]
     redis_cmd = command_text(services[redis_name].get("command"))
     assert re.search(r"--appendonly\s+yes", redis_cmd), "redis must run with --appendonly yes"
+    listpack = re.search(r"--hash-max-listpack-entries\s+(\d+)", redis_cmd)
+    assert listpack and int(listpack.group(1)) >= LISTPACK_ENTRIES, "the compact layout's buckets must stay listpacks"
     assert env == environment(worker), "head and workers must share the KATO_* settings"
     assert all(int(env[k]) >= 1 for k in ("KATO_SHARDS",) if k in env)
 

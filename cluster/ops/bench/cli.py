@@ -162,13 +162,16 @@ def memory_command(patterns: str = typer.Option("1000000", help="Corpus sizes N[
                    url: str = typer.Option(None, help="A running service instead (measures what it can reach)."),
                    redis: str = typer.Option(None, help="With --url: its Redis, to measure."),
                    data_dir: str = typer.Option(None, "--data-dir", help="With --url: its data directory, to "
-                                                                          "measure the disk.")) -> None:
+                                                                          "measure the disk."),
+                   redis_layout: str = typer.Option("kato", "--redis-layout",
+                                                    help="Redis layout of the service it starts: kato or compact.")
+                   ) -> None:
     """Bytes per pattern (shard index, shard RSS growth, Redis, ClickHouse and AOF on disk) and predictions
     p50/p99 over HTTP at each corpus size."""
     from cluster.ops.bench.memory import MemoryBench, main
 
     main(MemoryBench(tuple(_ints(patterns, "--patterns")), queries, shards, port, url=url, redis=redis,
-                     data_dir=data_dir))
+                     data_dir=data_dir, redis_layout=redis_layout))
 
 
 @bench_app.command("reload")

@@ -1,7 +1,7 @@
 """Bytes per pattern of a running service, and its prediction latency, as the corpus grows (prints figures;
 not a test).
 
-    kato-cluster bench memory --patterns 1000000,10000000
+    kato-cluster bench memory --patterns 1000000,10000000 [--redis-layout compact]
 
 Starts its own service (embedded engines, its own embedded Redis so that Redis can be measured), streams
 KATO's standard workload in (generated a chunk at a time, so the load generator stays small; one request per
@@ -47,6 +47,7 @@ class MemoryBench:
     url: str | None = None  # a running service instead of one started here
     redis: str | None = None  # with ``url``: its Redis, to measure (else not measured)
     data_dir: str | None = None  # with ``url``: its data directory, to measure the disk (else not measured)
+    redis_layout: str = "kato"  # where the service it starts keeps per-pattern values in Redis
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def main(opts: MemoryBench) -> None:
     with tempfile.TemporaryDirectory(prefix="kato-bench-memory-") as data_dir:
         embedded = EmbeddedRedis(data_dir)
         try:
-            settings = Settings.from_env(data_dir=data_dir, port=opts.port, shards=opts.shards, redis=embedded.url)
+            settings = Settings.from_env(data_dir=data_dir, port=opts.port, shards=opts.shards, redis=embedded.url,
+                                         redis_layout=opts.redis_layout)
             process = start_detached(settings, timeout=300)
             try:
                 run(f"http://127.0.0.1:{opts.port}", opts, data_dir, redis.Redis.from_url(embedded.url))
@@ -95,14 +97,14 @@ def run(url: str, opts: MemoryBench, data_dir: str | None, client: redis.Redis |
         print(f"{now.patterns:,} patterns, loaded at {rate:,.0f}/s ({time.perf_counter() - start:.0f} s with the "
               f"flush); per pattern: index {now.index_bytes / max(1, now.patterns):.0f} B, "
               f"shard RSS growth {_per(now.shard_rss or None, base.shard_rss, added)}, "
-              f"Redis {_per(now.redis_used, base.redis_used, added)}, "
+              f"Redis {_per(now.redis_used, base.redis_used, added, digits=1)}, "
               f"ClickHouse disk {_per(now.store_disk, base.store_disk, added)}, "
               f"Redis AOF {_per(now.redis_disk, base.redis_disk, added)}")
         print("  " + predictions(http, url, _queries(size, opts)))
 
 
-def _per(now: int | None, before: int | None, patterns: int) -> str:
-    return "not measured" if now is None or before is None else f"{(now - before) / patterns:.0f} B"
+def _per(now: int | None, before: int | None, patterns: int, digits: int = 0) -> str:
+    return "not measured" if now is None or before is None else f"{(now - before) / patterns:.{digits}f} B"
 
 
 def _warm_up(http: requests.Session, url: str) -> None:
