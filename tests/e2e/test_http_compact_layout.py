@@ -21,6 +21,7 @@ from cluster.stores.redis_client import connect
 from schema.naming import kb_id_for
 from schema.settings import Settings
 from serve_app.api.app import ServiceHolder, build_app
+from serve_app.runtime import attach_observability
 from tests.e2e.conftest import ServerThread
 from tests.e2e.kato_client import KatoClient
 
@@ -39,7 +40,9 @@ def compact_service(chdb_store, tmp_path_factory) -> Iterator[tuple[str, str]]:
                                      redis=redis_server.url, shards=2, redis_layout=COMPACT)
         runtime = start_local(settings)
         try:
-            with ServerThread(build_app(ServiceHolder(service=runtime.service)), free_port()) as server:
+            holder = ServiceHolder(service=runtime.service)
+            attach_observability(holder, runtime.client, redis_server.url, settings)
+            with ServerThread(build_app(holder), free_port()) as server:
                 yield server.url, redis_server.url
         finally:
             for shard in runtime.shards.shards.values():
