@@ -518,8 +518,8 @@ class StatusResponse(_Open):
     shard_map: ReshardStatus = Field(description="The saved shard map and the last reshard's progress.")
     nodes: list[RayNode] = Field(description="The Ray cluster's nodes, live first (none for in-process shards); "
                                              "which shards each holds is the processors' ray_node.")
-    redis_layout: Literal["kato", "compact"] = Field(description="Where Redis keeps per-pattern values: KATO's "
-                                                                 "keys, or the compact bucket hashes.")
+    redis_layout: Literal["kato", "compact", "compact:65536", "compact:1048576"] = Field(
+        description="Where Redis keeps per-pattern values: KATO's keys, or the compact layout's bucket hashes.")
 
 
 class SessionMetrics(BaseModel):

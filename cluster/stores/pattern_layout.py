@@ -9,7 +9,9 @@
   are in ``{kb}:pf:{bucket}``; emotives and metadata in ``{kb}:pe:{bucket}`` and ``{kb}:pm:{bucket}``, only for
   patterns that have some (absent means ``[]``/``{}``). Redis keeps a hash of up to ``hash-max-listpack-entries``
   fields as one listpack (about 14 B per pattern); the embedded redis-server raises that bound to
-  ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 14M patterns per KB.
+  ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M patterns per KB.
+- ``compact:65536`` and ``compact:1048576``: the same with four or five hex digits of buckets, for KBs of up to
+  about 250M or 4B patterns (a small KB then pays a key per bucket it uses, about 100 B each).
 
 Finalize-training's per-pattern values stay KATO's keys in both layouts. A deployment's layout is written to Redis
 on its first start (``LAYOUT_KEY``) and a start with the other one is refused: the data would be read wrongly.
@@ -28,10 +30,10 @@ from schema.errors import SettingsError
 
 KATO = "kato"
 COMPACT = "compact"
-LAYOUTS = (KATO, COMPACT)
+_BUCKET_DIGITS = {COMPACT: 3, f"{COMPACT}:65536": 4, f"{COMPACT}:1048576": 5}
+LAYOUTS = (KATO, *_BUCKET_DIGITS)
 LAYOUT_KEY = "kato-cluster:redis_layout"
 LISTPACK_ENTRIES = 4096
-_BUCKET_DIGITS = 3
 _FIELD_DIGITS = 20
 _HEX = frozenset("0123456789abcdef")
 
@@ -72,45 +74,46 @@ class PatternLayout:
 
 
 class CompactLayout(PatternLayout):
-    name = COMPACT
     writes_empty = False
 
+    def __init__(self, name: str = COMPACT) -> None:
+        self.name = name
+        self.digits = _BUCKET_DIGITS[name]
+
     def frequency(self, keys: KBKeys, name: str) -> Slot:
-        return _bucket_slot(keys, "pf", name)
+        return self._slot(keys, "pf", name)
 
     def emotives(self, keys: KBKeys, name: str) -> Slot:
-        return _bucket_slot(keys, "pe", name)
+        return self._slot(keys, "pe", name)
 
     def metadata(self, keys: KBKeys, name: str) -> Slot:
-        return _bucket_slot(keys, "pm", name)
+        return self._slot(keys, "pm", name)
+
+    def _slot(self, keys: KBKeys, kind: str, name: str) -> Slot:
+        if len(name) == 40 and _HEX.issuperset(name):
+            return Slot(f"{keys.prefix}{kind}:{name[:self.digits]}",
+                        bytes.fromhex(name[self.digits:self.digits + _FIELD_DIGITS]))
+        return Slot(f"{keys.prefix}{kind}:~", name.encode())  # not a SHA-1 name (never made here): kept whole
 
     def queue_read(self, pipe: Any, slots: Sequence[Slot]) -> None:
         pipe.eval(_HGET_MANY, len(slots), *[s.key for s in slots], *[s.field or b"" for s in slots])
 
 
-def _bucket_slot(keys: KBKeys, kind: str, name: str) -> Slot:
-    if len(name) == 40 and _HEX.issuperset(name):
-        return Slot(f"{keys.prefix}{kind}:{name[:_BUCKET_DIGITS]}",
-                    bytes.fromhex(name[_BUCKET_DIGITS:_BUCKET_DIGITS + _FIELD_DIGITS]))
-    return Slot(f"{keys.prefix}{kind}:~", name.encode())  # not a SHA-1 name (never made here): kept whole
-
-
 def layout_for(name: str) -> PatternLayout:
     if name == KATO:
         return PatternLayout()
-    if name == COMPACT:
-        return CompactLayout()
+    if name in _BUCKET_DIGITS:
+        return CompactLayout(name)
     raise SettingsError(f"redis_layout must be one of {', '.join(LAYOUTS)} (got {name!r})")
 
 
 def claim_layout(client: redis.Redis, name: str, tag: str = "") -> None:
     """Record the deployment's layout on its first start; refuse a start with the other one (``tag``: the
     deployment's hash tag on a Redis Cluster)."""
-    if name not in LAYOUTS:
-        raise SettingsError(f"redis_layout must be one of {', '.join(LAYOUTS)} (got {name!r})")
+    layout_for(name)
     key = tag + LAYOUT_KEY
     if client.get(key) is None:  # a deployment from before the layouts were recorded holds KATO's
-        held_kato = name == COMPACT and next(client.scan_iter(match="*:frequency:*", count=10_000), None) is not None
+        held_kato = name != KATO and next(client.scan_iter(match="*:frequency:*", count=10_000), None) is not None
         client.set(key, KATO if held_kato else name, nx=True)
     held = client.get(key)
     held = held.decode() if isinstance(held, bytes) else held

@@ -121,4 +121,4 @@ def test_up_refuses_the_other_layout_in_one_line(tmp_path):
                                 capture_output=True, text=True, timeout=120, env=env)
         assert result.returncode == 1
         assert [line for line in result.stderr.splitlines() if line.strip()] == \
-            ["error: redis_layout must be one of kato, compact (got 'sparse')"]
+            ["error: redis_layout must be one of kato, compact, compact:65536, compact:1048576 (got 'sparse')"]

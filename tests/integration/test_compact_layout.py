@@ -35,14 +35,15 @@ def view(rk: RedisKB, kb_id: str, names: list[str]) -> tuple[object, ...]:
             stats.total_symbols, stats.total_unique_patterns, stats.total_pattern_frequencies, stats.affinity)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("layout", [COMPACT, "compact:65536"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(learns=_learns(), persistence=st.integers(1, 6), chunk=st.integers(1, 5))
-def test_compact_layout_keeps_what_katos_keeps(redis_client, learns, persistence, chunk):
-    """Learned one by one in KATO's layout and in batches in the compact one: every statistic and every pattern's
+def test_compact_layout_keeps_what_katos_keeps(redis_client, layout, learns, persistence, chunk):
+    """Learned one by one in KATO's layout and in batches in a compact one: every statistic and every pattern's
     frequency, emotives and metadata read the same."""
     n = next(_ids)
     kato_kb, compact_kb = f"lk{n}_kato", f"lc{n}_kato"
-    kato, compact = RedisKB(redis_client), RedisKB(redis_client, layout=COMPACT)
+    kato, compact = RedisKB(redis_client), RedisKB(redis_client, layout=layout)
     created = [kato.learn(kato_kb, p, persistence) for p in learns]
     batched = []
     for i in range(0, len(learns), chunk):
@@ -69,6 +70,10 @@ def test_compact_keys_are_bucket_hashes_of_binary_fields(redis_client, make_kb_i
     assert rk.pattern_info(kb, plain.name) == {"frequency": 5, "emotives": [], "metadata": {}}
     assert rk.pattern_info(kb, rich.name) == {"frequency": 1, "emotives": [{"joy": 0.5}], "metadata": {"tag": ["t"]}}
     assert rk.pattern_info(kb, "f" * 40) is None
+    wider = RedisKB(redis_client, layout="compact:65536")
+    wider.learn(kb + "w", plain, 5)
+    assert redis_client.hlen(kb_key(redis_client, kb + "w", f"pf:{plain.name[:4]}")) == 1
+    assert wider.pattern_info(kb + "w", plain.name) == {"frequency": 1, "emotives": [], "metadata": {}}
 
 
 def test_compact_layout_takes_a_tenth_of_the_bytes(redis_client, make_kb_id):
@@ -93,7 +98,9 @@ def test_a_deployment_keeps_the_layout_its_data_was_written_in(redis_client):
     claim_layout(redis_client, COMPACT)  # again: the same layout
     with pytest.raises(SettingsError, match="'compact' layout; redis_layout is 'kato'"):
         claim_layout(redis_client, KATO)
-    with pytest.raises(SettingsError, match="must be one of kato, compact"):
+    with pytest.raises(SettingsError, match="'compact' layout; redis_layout is 'compact:65536'"):
+        claim_layout(redis_client, "compact:65536")  # other buckets: the fields would be read wrongly
+    with pytest.raises(SettingsError, match="must be one of kato, compact, compact:65536, compact:1048576"):
         claim_layout(redis_client, "sparse")
     redis_client.flushdb()
     RedisKB(redis_client).learn("old_kato", make_pattern([["a"], ["b"]]), 5)  # type: ignore[arg-type]
