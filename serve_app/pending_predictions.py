@@ -29,7 +29,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ from cluster.stores.sessions import SessionStore
 from schema.rules.query import QueryOptions
 
 SETTLE_DELAY_SECONDS = 0.1  # a session observing faster than this only has its latest record computed
+ANSWER_WAIT_SECONDS = 30.0  # the longest a settle waits for a GET computing the same record in this process
 ANSWERS_KEPT = 128  # GET answers kept for records this process may settle: one settles within the delay, and
 # a record observed on another replica is settled there, so its answer here only waits to be pushed out
 
@@ -57,6 +59,7 @@ class PendingPredictions:
         self.sessions = sessions
         self.backend = backend
         self._answered: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # by record id
+        self._answering: dict[str, threading.Event] = {}  # record id -> set once a GET's answer is kept or lost
         self._lock = threading.Lock()
 
     def settle(self, session_id: str, record_id: str | None = None) -> bool:
@@ -70,6 +73,10 @@ class PendingPredictions:
         if record_id is not None and record["record"] != record_id:
             return False
         with self._lock:
+            answering = self._answering.get(record["record"])
+        if answering is not None:  # a GET computes this record's answer (slower than the settle delay): wait
+            answering.wait(ANSWER_WAIT_SECONDS)
+        with self._lock:
             answered = self._answered.pop(record["record"], None)
         if answered is not None and self.sessions.settle(session_id, pending, answered, if_unchanged=True):
             return True
@@ -80,20 +87,34 @@ class PendingPredictions:
         self.sessions.settle(session_id, pending, predictions)
         return True
 
-    def remember(self, pending: str | None, kb_id: str, stm: Sequence[Sequence[str]], config: dict[str, Any],
-                 predictions: list[dict[str, Any]]) -> None:
-        """Keep what a GET predictions answered (over the KB as it is, for this STM and config) for ``pending``,
-        the record read before it was computed, when the record asks for the same computation: if no learn
+    @contextmanager
+    def answering(self, pending: str | None, kb_id: str, stm: Sequence[Sequence[str]], config: dict[str, Any]
+                  ) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+        """Around a GET predictions over the KB as it is, for this STM and config: yields what keeps its answer
+        for ``pending``, the record read before it, when the record asks for the same computation. If no learn
         changes the KB before the record is settled (other changes settle it first), both answers are one and
-        the record is not computed a second time. Nothing is written: a record replaced first costs nothing."""
-        if pending is None:
-            return
-        record = json.loads(pending)
-        if record["kb_id"] != kb_id or record["stm"] != [list(e) for e in stm] or \
+        the record is not computed a second time; a settle of that record in this process meanwhile waits for
+        the answer instead of computing it alongside. Nothing is written: a record replaced first costs
+        nothing."""
+        record = json.loads(pending) if pending is not None else None
+        if record is None or record["kb_id"] != kb_id or record["stm"] != [list(e) for e in stm] or \
                 record["config"] != json.loads(json.dumps(config)):
+            yield lambda predictions: None
             return
+        record_id, done = record["record"], threading.Event()
         with self._lock:
-            self._answered[record["record"]] = predictions
+            self._answering[record_id] = done
+        try:
+            yield lambda predictions: self._keep(record_id, predictions)
+        finally:
+            with self._lock:
+                if self._answering.get(record_id) is done:
+                    del self._answering[record_id]
+            done.set()
+
+    def _keep(self, record_id: str, predictions: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._answered[record_id] = predictions
             while len(self._answered) > ANSWERS_KEPT:
                 self._answered.popitem(last=False)
 

@@ -244,8 +244,9 @@ class KatoService:
         record, pending = self.sessions.read(session_id, touch=True)
         state = self._state(session_id, record)
         kb_id, config = self.kb_id(state.node_id), self._config(state)
-        predictions, futures = self.backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
-        self.pending.remember(pending, kb_id, state.stm, config, predictions)
+        with self.pending.answering(pending, kb_id, state.stm, config) as keep:
+            predictions, futures = self.backend.predict(kb_id, state.stm, QueryOptions.from_config(config))
+            keep(predictions)
         return {"predictions": predictions, "future_potentials": futures, "session_id": session_id,
                 "processor_id": None, "count": len(predictions), "time": None, "unique_id": None}
 

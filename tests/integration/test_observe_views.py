@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -209,6 +210,43 @@ def test_predictions_asked_before_any_learn_are_the_pending_records_answer(servi
     watcher.predictions()
     assert watcher.cognition_predictions() == as_json(watcher.reference.state.predictions)
     assert len(computed) == 5
+
+
+def test_a_settle_during_a_slow_get_waits_for_its_answer(service, redis_client, monkeypatch):
+    """The settler reaching a record while a GET still computes the same answer (a large KB: the GET takes longer
+    than the settle delay) waits for that answer instead of computing it alongside."""
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    kato = ReferenceKato()
+    pair = Pair(service, kato.session(node_id), node_id, {})
+    for event in (["a"], ["b"], ["c"]):
+        pair.observe({"strings": event})
+    pair.learn()
+    pair.observe({"strings": ["a"]})
+    pair.observe({"strings": ["b"]})
+    computing, release = threading.Event(), threading.Event()
+    calls: list[str | None] = []
+    predict = service.backend.predict
+
+    def slow(kb_id, stm, options, as_of=None):
+        calls.append(as_of)
+        computing.set()
+        assert release.wait(10)
+        return predict(kb_id, stm, options, as_of)
+
+    monkeypatch.setattr(service.backend, "predict", slow)
+    answers: list[Any] = []
+    getter = threading.Thread(target=lambda: answers.append(pair.predictions()))
+    getter.start()
+    assert computing.wait(10)
+    settler = threading.Thread(target=lambda: service.pending.settle(pair.sid))
+    settler.start()
+    settler.join(0.3)
+    assert settler.is_alive() and len(calls) == 1  # waiting, not computing
+    release.set()
+    getter.join(10)
+    settler.join(10)
+    assert len(calls) == 1 and answers[0] == as_json(pair.reference.state.predictions or [])
+    assert json.loads(redis_client.get(predictions_key(pair.sid, hash_tag(redis_client)))) == answers[0]
 
 
 def test_a_stored_record_computed_while_a_request_learns_keeps_its_view_and_the_next_one_keeps_its_own(
