@@ -4,14 +4,15 @@
   (``[]`` when none) and ``{kb}:metadata:{name}`` (``{}`` when none), which KATO's own tools and fixtures read;
   about 400 B of Redis per pattern.
 - ``compact``: the values in small hashes, one per bucket of names (the first three hex digits of the pattern's
-  SHA-1 name: 4,096 buckets per KB). The field is the next 20 hex digits as 10 bytes, so a pattern is known by 92
-  bits of its SHA-1 (two patterns of one KB collide with probability about n²/2⁹³: 10⁻¹⁰ at a billion). Frequencies
+  SHA-1 name: 4,096 buckets per KB). The field is the next 16 hex digits as 8 bytes, so a pattern is known by 76
+  bits of its SHA-1 (two patterns of one KB share a field with probability about n²/2⁷⁷: 7·10⁻¹⁰ at 10M). Frequencies
   are in ``{kb}:pf:{bucket}``; emotives and metadata in ``{kb}:pe:{bucket}`` and ``{kb}:pm:{bucket}``, only for
   patterns that have some (absent means ``[]``/``{}``). Redis keeps a hash of up to ``hash-max-listpack-entries``
-  fields as one listpack (about 14 B per pattern); the embedded redis-server raises that bound to
+  fields as one listpack (12 B per pattern, 13–15 B with the allocator's rounding); the embedded redis-server raises that bound to
   ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M patterns per KB.
 - ``compact:65536`` and ``compact:1048576``: the same with four or five hex digits of buckets, for KBs of up to
-  about 250M or 4B patterns (a small KB then pays a key per bucket it uses, about 100 B each).
+  about 250M or 4B patterns (a small KB then pays a key per bucket it uses, about 100 B each); their names keep
+  80 or 84 bits (a collision in a KB of a billion patterns: about 3·10⁻⁸).
 
 Finalize-training's per-pattern values stay KATO's keys in both layouts. A deployment's layout is written to Redis
 on its first start (``LAYOUT_KEY``) and a start with the other one is refused: the data would be read wrongly.
@@ -34,7 +35,7 @@ _BUCKET_DIGITS = {COMPACT: 3, f"{COMPACT}:65536": 4, f"{COMPACT}:1048576": 5}
 LAYOUTS = (KATO, *_BUCKET_DIGITS)
 LAYOUT_KEY = "kato-cluster:redis_layout"
 LISTPACK_ENTRIES = 4096
-_FIELD_DIGITS = 20
+_FIELD_DIGITS = 16
 _HEX = frozenset("0123456789abcdef")
 
 # Sent whole (EVAL, never EVALSHA): a pipeline then needs no script check first, nor a retry after Redis restarts.
