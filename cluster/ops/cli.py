@@ -22,7 +22,7 @@ def up(port: int = typer.Option(None, help="HTTP port of the KATO API [env KATO_
                                               "(Serve's proxy actor) [env KATO_INGRESS; default haproxy]."),
        redis_layout: str = typer.Option(None, "--redis-layout",
                                         help="Where Redis keeps per-pattern values: kato (KATO's keys) or compact "
-                                             "(about 16 B per pattern; compact:65536 or compact:1048576 buckets for "
+                                             "(about 14 B per pattern; compact:65536 or compact:1048576 buckets for "
                                              "KBs past 15M patterns) [env KATO_REDIS_LAYOUT; default kato]."),
        join: str = typer.Option(None, "--join", metavar="HOST:PORT",
                                 help="Add this machine to the Ray cluster whose head is at HOST:PORT (started by "
