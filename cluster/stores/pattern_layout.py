@@ -8,8 +8,8 @@
   bits of its SHA-1 (two patterns of one KB share a field with probability about n²/2⁷⁷: 7·10⁻¹⁰ at 10M). Frequencies
   are in ``{kb}:pf:{bucket}``; emotives and metadata in ``{kb}:pe:{bucket}`` and ``{kb}:pm:{bucket}``, only for
   patterns that have some (absent means ``[]``/``{}``). Redis keeps a hash of up to ``hash-max-listpack-entries``
-  fields as one listpack (12 B per pattern, 13–15 B with the allocator's rounding); the embedded redis-server raises that bound to
-  ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M patterns per KB.
+  fields as one listpack (12 B per pattern, 13–15 B with the allocator's rounding); the embedded redis-server
+  raises that bound to ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M patterns per KB.
 - ``compact:65536`` and ``compact:1048576``: the same with four or five hex digits of buckets, for KBs of up to
   about 250M or 4B patterns (a small KB then pays a key per bucket it uses, about 100 B each); their names keep
   80 or 84 bits (a collision in a KB of a billion patterns: about 3·10⁻⁸).
