@@ -255,9 +255,10 @@ class KatoService:
         return {"percept_data": state.percept_data, "session_id": session_id, "node_id": state.node_id}
 
     def cognition_data(self, session_id: str) -> dict[str, Any]:
+        """Settles first, then reads: a record settled by another (the background settler) between a read and
+        this settle would otherwise leave the read's older predictions in the answer."""
+        self.pending.settle(session_id)
         state = self._load(session_id, with_predictions=True)
-        if self.pending.settle(session_id):
-            state = self._load(session_id, with_predictions=True)
         return {"cognition_data": {
             "predictions": state.predictions,
             "emotives": state.emotives_accumulator[-1] if state.emotives_accumulator else {},

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cluster.stores.key_space import hash_tag
 from cluster.stores.pattern_layout import COMPACT, KATO, LAYOUT_KEY, claim_layout
 from cluster.stores.redis_kb import RedisKB
 from schema.errors import SettingsError
@@ -94,19 +95,20 @@ def test_compact_layout_takes_a_tenth_of_the_bytes(redis_client, make_kb_id):
 
 
 def test_a_deployment_keeps_the_layout_its_data_was_written_in(redis_client):
-    claim_layout(redis_client, COMPACT)
-    claim_layout(redis_client, COMPACT)  # again: the same layout
+    tag = hash_tag(redis_client)  # on a Redis Cluster, the deployment's slot
+    claim_layout(redis_client, COMPACT, tag)
+    claim_layout(redis_client, COMPACT, tag)  # again: the same layout
     with pytest.raises(SettingsError, match="'compact' layout; redis_layout is 'kato'"):
-        claim_layout(redis_client, KATO)
+        claim_layout(redis_client, KATO, tag)
     with pytest.raises(SettingsError, match="'compact' layout; redis_layout is 'compact:65536'"):
-        claim_layout(redis_client, "compact:65536")  # other buckets: the fields would be read wrongly
+        claim_layout(redis_client, "compact:65536", tag)  # other buckets: the fields would be read wrongly
     with pytest.raises(SettingsError, match="must be one of kato, compact, compact:65536, compact:1048576"):
-        claim_layout(redis_client, "sparse")
+        claim_layout(redis_client, "sparse", tag)
     redis_client.flushdb()
     RedisKB(redis_client).learn("old_kato", make_pattern([["a"], ["b"]]), 5)  # type: ignore[arg-type]
     with pytest.raises(SettingsError, match="'kato' layout"):  # data from before layouts were recorded is KATO's
-        claim_layout(redis_client, COMPACT)
-    assert redis_client.get(LAYOUT_KEY) == KATO
+        claim_layout(redis_client, COMPACT, tag)
+    assert redis_client.get(tag + LAYOUT_KEY) == KATO
 
 
 def test_imported_kato_keys_land_in_the_compact_layout(redis_client, make_kb_id):

@@ -212,6 +212,29 @@ def test_predictions_asked_before_any_learn_are_the_pending_records_answer(servi
     assert len(computed) == 5
 
 
+def test_cognition_data_answers_a_record_another_settled_meanwhile(service, monkeypatch):
+    """The background settler may store the record's predictions at any moment, between cognition-data's own
+    read and its own settle included: the answer is still that record's."""
+    node_id = f"views_{uuid.uuid4().hex[:8]}"
+    pair = Pair(service, ReferenceKato().session(node_id), node_id, {})
+    for event in (["a"], ["b"], ["c"]):
+        pair.observe({"strings": event})
+    pair.learn()
+    pair.observe({"strings": ["a"]})
+    first = pair.cognition_predictions()  # settles the first record
+    pair.observe({"strings": ["b"]})
+    load = service._load
+
+    def load_then_settled_by_another(session_id, *args, **kwargs):
+        state = load(session_id, *args, **kwargs)
+        service.pending.settle(session_id)
+        return state
+
+    monkeypatch.setattr(service, "_load", load_then_settled_by_another)
+    second = pair.cognition_predictions()
+    assert second == as_json(pair.reference.state.predictions) and second != first
+
+
 def test_a_settle_during_a_slow_get_waits_for_its_answer(service, redis_client, monkeypatch):
     """The settler reaching a record while a GET still computes the same answer (a large KB: the GET takes longer
     than the settle delay) waits for that answer instead of computing it alongside."""
