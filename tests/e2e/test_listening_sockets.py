@@ -26,6 +26,7 @@ import requests
 
 from cluster.ops.launcher import running_pid, start_detached, stop_detached
 from cluster.ops.ports import free_port
+from schema.errors import LauncherError
 from schema.settings import Settings
 
 pytestmark = [pytest.mark.slow]
@@ -123,9 +124,16 @@ def _stop(data_dir: str, process) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _start(tmp_path: Path, host: str):
+def _start(tmp_path: Path, host: str, attempts: int = 3):
+    """The other service, starting alongside, picks its Redis and HAProxy ports in its own process: it can take
+    this one's port before this one binds it. That is a clash of the two starts, not a fault: pick another."""
     settings = Settings.from_env({}, data_dir=str(tmp_path / host), port=free_port(), host=host, shards=2)
-    return settings, start_detached(settings, timeout=240)
+    try:
+        return settings, start_detached(settings, timeout=240)
+    except LauncherError as error:
+        if "already in use" not in str(error) or attempts == 1:
+            raise
+        return _start(tmp_path, host, attempts - 1)
 
 
 def _look(settings: Settings, process) -> set[Listener]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 from cluster.ops.ports import PORT_RANGE, free_port, free_ports
@@ -31,3 +32,20 @@ def test_a_port_held_on_any_interface_is_never_handed_out():
     finally:
         for holder in holders:
             holder.close()
+
+
+def test_ports_handed_out_are_not_handed_out_again_before_anyone_binds_them():
+    """Two threads starting servers side by side (as a test starting two services does) get distinct ports,
+    though none of them is bound yet."""
+    picked: list[list[int]] = []
+
+    def pick() -> None:
+        picked.append([free_port() for _ in range(300)])
+
+    threads = [threading.Thread(target=pick) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [port for ports in picked for port in ports]
+    assert len(every) == 1200 and len(set(every)) == 1200
