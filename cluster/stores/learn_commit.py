@@ -4,7 +4,8 @@ patterns it creates (spec §1.6–§1.8; the log is ``cluster.stores.pattern_log
 The end state equals learning the patterns one by one in order. How:
 
 1. Read, in one round trip, what the batch depends on: whether each pattern exists (its frequency key), and
-   the stored emotives/metadata of the patterns whose re-learn merges new ones into them.
+   the stored emotives/metadata of the patterns whose re-learn merges new ones into them. A single learn skips
+   the read at first: it is planned as a new pattern, and read only if the script finds the pattern exists.
 2. Plan in Python: replay the batch in order over what was read (new vs existing, KATO's emotive trimming
    and metadata union, aggregated counters; affinity increments stay one per learn and in order, so float sums
    round exactly as sequential learns do). ``json.dumps`` writes the JSON, as KATO does.
@@ -209,19 +210,20 @@ class LearnCommit:
         self._script = client.register_script(_COMMIT)
 
     def commit(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
-               rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
+               rows_for: RowsFor | None = None, registrations: Sequence[tuple[str, str]] = (),
                guard: Guard | None = None, map_guard: MapGuard | None = None,
                view: tuple[str, str] | None = None) -> list[bool]:
-        """Apply the learns in order; element i is True iff learn i created its pattern. ``before`` are
-        ``(set key, member)`` additions made first, outside the atomic step (idempotent registrations); the
-        batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step.
+        """Apply the learns in order; element i is True iff learn i created its pattern. ``registrations`` are
+        ``(set key, member)`` additions made in the same atomic step, ahead of its log appends;
+        the batch is applied only while ``guard`` holds (else ``GuardFailed``), and records it in the same step.
         The values it overwrites are kept in the overlay of every stored pending observe of the KB and of
         ``view`` (session id, record id: the learning session's own observe, stored after the learn)."""
         keys = KBKeys(kb_id, self.tag)
         conflicts = 0
         frozen_until = time.monotonic() + _FROZEN_WAIT
+        optimistic = len(patterns) == 1
         while conflicts < _MAX_ATTEMPTS:
-            state = self._read(keys, patterns, before)
+            state = self._assumed_new(patterns) if optimistic else self._read(keys, patterns)
             new = self._replay(state, patterns, persistence)
             plan = self._plan(keys, state, patterns, new, persistence)
             plan["snap"] = len(plan["ops"])  # the statistics writes: pending observes keep what they overwrite
@@ -235,9 +237,12 @@ class LearnCommit:
             if map_guard is not None:
                 plan["map"] = [map_guard.key, map_guard.version, list(map_guard.buckets)]
             appends = rows_for({p.name for p, is_new in zip(patterns, new) if is_new}) if rows_for else []
-            outcome = self._run(plan, appends, keys.total_symbols, plan.pop("fields"))
+            outcome = self._run(plan, appends, keys.total_symbols, plan.pop("fields"), registrations)
             if outcome == 1:
                 return new
+            if outcome == 0 and optimistic:  # the pattern exists: read it, and plan again
+                optimistic = False
+                continue
             if outcome == 2:
                 raise GuardFailed()
             if outcome == 3:
@@ -252,29 +257,27 @@ class LearnCommit:
                 raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
         raise ServiceUnavailable("too many concurrent learns of the same patterns; retry")
 
-    def append(self, appends: Sequence[LogAppend], before: Sequence[tuple[str, str]] = ()) -> None:
-        """Log rows with no statistics to change (registrations first, as ``commit`` does)."""
-        if before:
-            pipe = self.client.pipeline(transaction=False)
-            for set_key, member in before:
-                pipe.sadd(set_key, member)
-            pipe.execute()
-        if appends and self._run({"exists": [], "equal": [], "ops": []}, list(appends), appends[0].stream) == -1:
+    def append(self, appends: Sequence[LogAppend], registrations: Sequence[tuple[str, str]] = ()) -> None:
+        """Log rows with no statistics to change (registrations with them, as ``commit`` does)."""
+        if appends and self._run({"exists": [], "equal": [], "ops": []}, list(appends), appends[0].stream,
+                                 registrations=registrations) == -1:
             raise LogFull("the write-ahead log is full: the pattern store is behind or unreachable")
 
-    def _read(self, keys: KBKeys, patterns: Sequence[LearnedPattern], before: Sequence[tuple[str, str]]
-              ) -> dict[str, _Pattern]:
+    @staticmethod
+    def _assumed_new(patterns: Sequence[LearnedPattern]) -> dict[str, _Pattern]:
+        """The state ``_read`` finds when no pattern of the batch exists yet (the script checks it does not)."""
+        return {name: _Pattern(existed=False, exists=False) for name in dict.fromkeys(p.name for p in patterns)}
+
+    def _read(self, keys: KBKeys, patterns: Sequence[LearnedPattern]) -> dict[str, _Pattern]:
         names = list(dict.fromkeys(p.name for p in patterns))
         merging = list(dict.fromkeys(p.name for p in patterns if p.emotives or p.metadata))
         pipe = self.client.pipeline(transaction=False)
-        for set_key, member in before:
-            pipe.sadd(set_key, member)
         layout = self.layout
         layout.queue_read(pipe, [layout.frequency(keys, n) for n in names])
         if merging:
             layout.queue_read(pipe, [layout.emotives(keys, n) for n in merging]
                               + [layout.metadata(keys, n) for n in merging])
-        replies = pipe.execute()[len(before):]
+        replies = pipe.execute()
         state = {n: _Pattern(existed=v is not None, exists=v is not None) for n, v in zip(names, replies[0])}
         if merging:
             stored = replies[1]
@@ -356,13 +359,15 @@ class LearnCommit:
                 ops += [["HINCRBYFLOAT", keys.affinity(s), emotive, repr(value)] for emotive, value in delta.items()]
         return ops
 
-    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend], route: str, fields: Sequence[bytes] = ()
-             ) -> int:
+    def _run(self, plan: dict[str, Any], appends: Sequence[LogAppend], route: str, fields: Sequence[bytes] = (),
+             registrations: Sequence[tuple[str, str]] = ()) -> int:
         """Run the plan; ``route`` is one of its keys: it names the script's slot, where a Redis Cluster runs it
-        (every key of the plan shares that slot: ``cluster.stores.key_space``)."""
+        (every key of the plan shares that slot, the ``registrations`` too: ``cluster.stores.key_space``)."""
         plan["caps"] = [[a.counter, self.log_bound, a.rows] for a in appends]
         plan.setdefault("guards", [])
         plan.setdefault("snap", 0)
+        if appends:
+            plan["ops"].extend(["SADD", set_key, member] for set_key, member in registrations)
         first_blob = 2 + len(fields)
         for i, a in enumerate(appends):
             plan["ops"].append(["XADD", a.stream, "*", "rows", [first_blob + i], "n", a.rows])

@@ -75,7 +75,7 @@ class LogKeys:
 def encode_rows(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, PATTERN_SCHEMA) as writer:
-        writer.write_table(table.cast(PATTERN_SCHEMA))
+        writer.write_table(table if table.schema.equals(PATTERN_SCHEMA) else table.cast(PATTERN_SCHEMA))
     return sink.getvalue().to_pybytes()
 
 
@@ -91,7 +91,8 @@ def log_appends(keys: LogKeys, kb_id: str, table: pa.Table, owner: np.ndarray, n
     chosen = np.fromiter((name in wanted for name in table.column("name").to_pylist()), bool, table.num_rows)
     appends = []
     for shard_id in np.unique(owner[chosen]).tolist():
-        rows = table.filter(pa.array(chosen & (owner == shard_id)))
+        mask = chosen & (owner == shard_id)
+        rows = table if mask.all() else table.filter(pa.array(mask))  # a single learn: no copy
         appends.append(LogAppend(keys.stream(kb_id, shard_id), keys.rows(kb_id, shard_id), encode_rows(rows),
                                  rows.num_rows))
     return appends

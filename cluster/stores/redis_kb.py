@@ -62,7 +62,7 @@ class RedisKB:
         return self.learn_batch(kb_id, [pattern], persistence)[0]
 
     def learn_batch(self, kb_id: str, patterns: Sequence[LearnedPattern], persistence: int,
-                    rows_for: RowsFor | None = None, before: Sequence[tuple[str, str]] = (),
+                    rows_for: RowsFor | None = None, registrations: Sequence[tuple[str, str]] = (),
                     guard: Guard | None = None, map_guard: MapGuard | None = None,
                     view: tuple[str, str] | None = None) -> list[bool]:
         """Record the learns in order, with the log of the patterns they create (``rows_for``), under ``guard``;
@@ -70,7 +70,7 @@ class RedisKB:
         observe is not stored yet: the learns' overwritten values are kept for it too."""
         if not patterns and guard is None:
             return []
-        return self._commit.commit(kb_id, patterns, persistence, rows_for, before, guard, map_guard, view)
+        return self._commit.commit(kb_id, patterns, persistence, rows_for, registrations, guard, map_guard, view)
 
     def load_progress(self, kb_id: str, load_id: str) -> int | None:
         """Rows of a streamed load committed so far (None: the load never committed a batch)."""
@@ -80,9 +80,9 @@ class RedisKB:
     def batch_applied(self, kb_id: str, batch_id: str) -> bool:
         return bool(self.client.sismember(self.keys(kb_id).applied_batches, batch_id))
 
-    def append_log(self, appends: Sequence[LogAppend], before: Sequence[tuple[str, str]] = ()) -> None:
+    def append_log(self, appends: Sequence[LogAppend], registrations: Sequence[tuple[str, str]] = ()) -> None:
         """Append rows to shard logs without statistics (rows imported with their KATO keys)."""
-        self._commit.append(appends, before)
+        self._commit.append(appends, registrations)
 
     def import_keys(self, kb_id: str, items: Mapping[str, tuple[str, Any]]) -> None:
         """Write a KATO KB's keys (name after ``{kb_id}:`` → (type, value)) in this deployment; per-pattern values

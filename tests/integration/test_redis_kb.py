@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cluster.stores.pattern_layout import LAYOUTS
+from cluster.stores.pattern_log import LogAppend
 from cluster.stores.redis_kb import RedisKB, glob_escape
 from schema.learning import LearnedPattern, accumulate_metadata, make_pattern
 from schema.naming import pattern_hash
@@ -167,6 +168,44 @@ def test_corpus_stats_is_one_round_trip(redis_client, make_kb_id):
         redis_client.pipeline = original
     assert len(calls) == 1
     assert int(redis_client.info("stats")["total_connections_received"]) - before <= 1
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_single_new_learn_is_one_round_trip_and_a_relearn_reads_first(redis_client, make_kb_id, layout):
+    """A single learn is planned as new without reading: one script call, which also registers the log it
+    appends to. A re-learn finds that plan refused, reads, and counts as one more learn, not a new pattern."""
+    kb = make_kb_id()
+    rk = RedisKB(redis_client, layout=layout)
+    rk.learn(kb, learned([["warm"], ["up"]]), 5)  # the script is loaded
+    registry, stream = kb_key(redis_client, kb, "registry"), kb_key(redis_client, kb, "stream")
+    def rows_for(names: set[str]) -> list[LogAppend]:
+        return [LogAppend(stream, stream + ":rows", b"rows", len(names))] if names else []
+
+    calls: list[str] = []
+    original, original_pipeline = redis_client.execute_command, redis_client.pipeline
+
+    def counting(*args, **kwargs):
+        calls.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    def counting_pipeline(*args, **kwargs):
+        calls.append("pipeline")
+        return original_pipeline(*args, **kwargs)
+
+    redis_client.execute_command, redis_client.pipeline = counting, counting_pipeline
+    try:
+        assert rk.learn_batch(kb, [learned([["a"], ["b"]])], 5, rows_for, [(registry, kb)]) == [True]
+        first = list(calls)
+        assert rk.learn_batch(kb, [learned([["a"], ["b"]], emotives=[{"joy": 1.0}])], 5, rows_for,
+                              [(registry, kb)]) == [False]
+    finally:
+        del redis_client.execute_command, redis_client.pipeline
+    assert first == ["EVALSHA"]
+    assert calls[1:] == ["EVALSHA", "pipeline", "EVALSHA"]  # refused as new, read, committed
+    assert redis_client.smembers(registry) == {kb} and redis_client.xlen(stream) == 1
+    info = rk.pattern_info(kb, pattern_hash([["a"], ["b"]]))
+    assert info["frequency"] == 2 and info["emotives"] == [{"joy": 1.0}]
+    assert redis_client.get(kb_key(redis_client, kb, "global:total_unique_patterns")) == "2"
 
 
 # --------------------------------------------------------------- batch == sequential
