@@ -18,8 +18,10 @@ _kb_counter = itertools.count()
 @pytest.fixture(scope="session")
 def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from cluster.ops.embedded_redis import EmbeddedRedis
+    from cluster.stores.pattern_layout import LISTPACK_ENTRIES
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-data"))
+    # Tests of both layouts share it: configured as a compact deployment's (the kato layout reads the same).
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-data"), listpack_entries=LISTPACK_ENTRIES)
     try:
         yield server
     finally:
@@ -30,8 +32,9 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real 3-master Redis Cluster (started the first time a test asks for it)."""
     from cluster.ops.embedded_redis import EmbeddedRedisCluster
+    from cluster.stores.pattern_layout import LISTPACK_ENTRIES
 
-    with EmbeddedRedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+    with EmbeddedRedisCluster(tmp_path_factory.mktemp("redis-cluster"), listpack_entries=LISTPACK_ENTRIES) as cluster:
         yield cluster
 
 

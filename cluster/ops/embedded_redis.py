@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 from cluster.ops.ports import free_port, free_ports
 from cluster.stores.engines import open_redis
-from cluster.stores.pattern_layout import LISTPACK_ENTRIES
+from cluster.stores.pattern_layout import KATO, listpack_entries_for
 from schema.settings import Settings
 
 _FALLBACK_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
@@ -45,9 +45,14 @@ class EmbeddedRedis:
     """Starts on construction; ``stop()`` shuts it down (SHUTDOWN, then waits; kills only its own pid)."""
 
     def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None,
-                 start_timeout: float = 10.0, executable: str | None = None, extra_args: Sequence[str] = ()) -> None:
+                 start_timeout: float = 10.0, executable: str | None = None, extra_args: Sequence[str] = (),
+                 listpack_entries: int | None = None) -> None:
+        """``listpack_entries``: Redis's ``hash-max-listpack-entries`` (None: its default; the compact layout's
+        buckets need ``cluster.stores.pattern_layout.LISTPACK_ENTRIES``)."""
         self.data_dir = Path(data_dir) / "redis"
         self.extra_args = list(extra_args)
+        if listpack_entries is not None:
+            self.extra_args += ["--hash-max-listpack-entries", str(listpack_entries)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.start_timeout = start_timeout
@@ -72,8 +77,7 @@ class EmbeddedRedis:
         args = [
             self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"),
-            "--hash-max-listpack-entries", str(LISTPACK_ENTRIES), *self.extra_args,
+            "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log"), *self.extra_args,
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
@@ -169,7 +173,7 @@ class EmbeddedRedisCluster:
     and fsync always), its slots spread by ``redis-cli --cluster create``; for tests and benchmarks."""
 
     def __init__(self, data_dir: str | os.PathLike[str], masters: int = 3, start_timeout: float = 30.0,
-                 node_timeout_ms: int = 2000) -> None:
+                 node_timeout_ms: int = 2000, listpack_entries: int | None = None) -> None:
         cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                         "--cluster-node-timeout", str(node_timeout_ms))
         self.nodes: list[EmbeddedRedis] = []
@@ -179,7 +183,8 @@ class EmbeddedRedisCluster:
                 # ports, which outgoing connections take at any time
                 port, bus = free_ports(2)
                 self.nodes.append(EmbeddedRedis(Path(data_dir) / f"node{i}", port=port,
-                                                extra_args=(*cluster_args, "--cluster-port", str(bus))))
+                                                extra_args=(*cluster_args, "--cluster-port", str(bus)),
+                                                listpack_entries=listpack_entries))
             self._create(start_timeout)
         except BaseException:
             self.stop()
@@ -246,13 +251,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def redis_or_embedded(url: str | None, data_dir: str | os.PathLike[str]) -> tuple[redis.Redis, EmbeddedRedis | None]:
-    """A client for ``url``; without one, start an embedded redis-server under ``data_dir/redis``.
+def redis_or_embedded(url: str | None, data_dir: str | os.PathLike[str], layout: str = KATO
+                      ) -> tuple[redis.Redis, EmbeddedRedis | None]:
+    """A client for ``url``; without one, start an embedded redis-server under ``data_dir/redis``, configured for
+    the deployment's Redis ``layout``.
 
     The caller owns the returned ``EmbeddedRedis`` (stop it on shutdown).
     """
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(data_dir)
+        embedded = EmbeddedRedis(data_dir, listpack_entries=listpack_entries_for(layout))
         url = embedded.url
     return open_redis(url), embedded

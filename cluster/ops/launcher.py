@@ -165,7 +165,7 @@ def run_service(settings: Settings, on_ready=print) -> None:
     client, embedded, shards = None, None, None
     ingress_dir = tempfile.mkdtemp(prefix="kato-ingress-")
     try:
-        client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
+        client, embedded = redis_or_embedded(settings.redis, settings.data_dir, settings.redis_layout)
         redis_url = embedded.url if embedded is not None else str(settings.redis)
         claim_layout(client, settings.redis_layout, hash_tag(client))  # refused before Ray starts, not in a replica
         if embedded is not None:

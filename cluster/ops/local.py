@@ -65,7 +65,7 @@ def local_shard_factory(store: PatternStore, log: PatternLog, maps: ShardMapStor
 
 
 def start_local(settings: Settings, publish=None) -> LocalRuntime:
-    client, embedded = redis_or_embedded(settings.redis, settings.data_dir)
+    client, embedded = redis_or_embedded(settings.redis, settings.data_dir, settings.redis_layout)
     try:
         store = open_store(settings.local_store_dsn(), settings.data_dir)
         log = PatternLog(connect(embedded.url if embedded is not None else str(settings.redis), decode=False),

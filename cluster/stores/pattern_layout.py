@@ -2,14 +2,17 @@
 
 - ``kato`` (the default): KATO's three string keys per pattern, ``{kb}:frequency:{name}``, ``{kb}:emotives:{name}``
   (``[]`` when none) and ``{kb}:metadata:{name}`` (``{}`` when none), which KATO's own tools and fixtures read;
-  about 400 B of Redis per pattern.
+  about 430 B of Redis per pattern.
 - ``compact``: the values in small hashes, one per bucket of names (the first three hex digits of the pattern's
   SHA-1 name: 4,096 buckets per KB). The field is the next 16 hex digits as 8 bytes, so a pattern is known by 76
   bits of its SHA-1 (two patterns of one KB share a field with probability about n²/2⁷⁷: 7·10⁻¹⁰ at 10M). Frequencies
   are in ``{kb}:pf:{bucket}``; emotives and metadata in ``{kb}:pe:{bucket}`` and ``{kb}:pm:{bucket}``, only for
   patterns that have some (absent means ``[]``/``{}``). Redis keeps a hash of up to ``hash-max-listpack-entries``
   fields as one listpack (12 B per pattern, 13–15 B with the allocator's rounding); the embedded redis-server
-  raises that bound to ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M patterns per KB.
+  of a compact deployment raises that bound to ``LISTPACK_ENTRIES`` so that buckets stay listpacks up to about 15M
+  patterns per KB. The bound is global, and a listpack is scanned on every access: the symbol-statistics hashes
+  of a KB with fewer symbols than the bound then cost about 10–25 µs per update instead of under 1 µs (about 1 ms
+  more per learn of 15 symbols, measured), which is why KATO's layout keeps Redis's default.
 - ``compact:65536`` and ``compact:1048576``: the same with four or five hex digits of buckets, for KBs of up to
   about 250M or 4B patterns (a small KB then pays a key per bucket it uses, about 100 B each); their names keep
   80 or 84 bits (a collision in a KB of a billion patterns: about 3·10⁻⁸).
@@ -98,6 +101,11 @@ class CompactLayout(PatternLayout):
 
     def queue_read(self, pipe: Any, slots: Sequence[Slot]) -> None:
         pipe.eval(_HGET_MANY, len(slots), *[s.key for s in slots], *[s.field or b"" for s in slots])
+
+
+def listpack_entries_for(name: str) -> int | None:
+    """The ``hash-max-listpack-entries`` a Redis of this layout is started with (None: Redis's default)."""
+    return None if layout_for(name).name == KATO else LISTPACK_ENTRIES
 
 
 def layout_for(name: str) -> PatternLayout:

@@ -16,7 +16,7 @@ import pytest
 from cluster.ops.embedded_redis import EmbeddedRedis
 from cluster.ops.local import start_local
 from cluster.ops.ports import free_port
-from cluster.stores.pattern_layout import COMPACT, KATO, claim_layout
+from cluster.stores.pattern_layout import COMPACT, KATO, claim_layout, listpack_entries_for
 from cluster.stores.redis_client import connect
 from schema.naming import kb_id_for
 from schema.settings import Settings
@@ -35,7 +35,7 @@ def compact_service(chdb_store, tmp_path_factory) -> Iterator[tuple[str, str]]:
     """The single-process service on its own Redis, in the compact layout (the session's chdb store: one per
     process); its URL and its Redis's."""
     root = tmp_path_factory.mktemp("compact")
-    with EmbeddedRedis(root / "redis") as redis_server:
+    with EmbeddedRedis(root / "redis", listpack_entries=listpack_entries_for(COMPACT)) as redis_server:
         settings = Settings.from_env({}, data_dir=str(root), store=f"chdb://{chdb_store.path}",
                                      redis=redis_server.url, shards=2, redis_layout=COMPACT)
         runtime = start_local(settings)

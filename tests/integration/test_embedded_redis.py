@@ -7,6 +7,7 @@ import redis
 
 from cluster.ops.embedded_redis import EmbeddedRedis, find_redis_server, redis_or_embedded
 from cluster.stores.engines import default_store_dsn
+from cluster.stores.pattern_layout import COMPACT, KATO, LISTPACK_ENTRIES
 from cluster.stores.redis_kb import RedisKB
 from cluster.stores.sessions import SessionStore
 from schema.learning import make_pattern
@@ -64,3 +65,20 @@ def test_open_redis_defaults_to_embedded(tmp_path):
         client.close()
         embedded.stop()
     assert default_store_dsn(tmp_path) == f"chdb://{tmp_path}/chdb"
+
+
+@pytest.mark.parametrize("layout", [KATO, COMPACT, "compact:65536"])
+def test_only_a_compact_deployment_raises_the_listpack_bound(tmp_path, layout):
+    """The bound is global and a listpack is scanned on each access: KATO's layout keeps Redis's default, so
+    its symbol statistics stay hash tables; the compact layout's buckets need the raised one."""
+    client, embedded = redis_or_embedded(None, tmp_path, layout)
+    try:
+        entries = int(client.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"])
+        assert entries < 1000 if layout == KATO else entries == LISTPACK_ENTRIES  # KATO's: redis-server's default
+        symbols = {f"s{i}": 1 for i in range(1000)}
+        client.hset("symbols", mapping=symbols)
+        assert client.object("encoding", "symbols") == ("hashtable" if layout == KATO else "listpack")
+    finally:
+        client.close()
+        assert embedded is not None
+        embedded.stop()

@@ -39,7 +39,7 @@ from ray.serve.config import AutoscalingConfig
 
 from cluster.ops.node_failure import NODE_FAILURE_DETECTION
 from cluster.stores.clickhouse import parse_http_dsn
-from cluster.stores.pattern_layout import LISTPACK_ENTRIES
+from cluster.stores.pattern_layout import KATO, listpack_entries_for
 from schema.config import ServerDefaults
 from schema.settings import Settings
 
@@ -442,7 +442,8 @@ def check_compose(compose: dict[str, Any], serve_config: dict[str, Any], dockerf
     redis_cmd = command_text(services[redis_name].get("command"))
     assert re.search(r"--appendonly\s+yes", redis_cmd), "redis must run with --appendonly yes"
     listpack = re.search(r"--hash-max-listpack-entries\s+(\d+)", redis_cmd)
-    assert listpack and int(listpack.group(1)) >= LISTPACK_ENTRIES, "the compact layout's buckets must stay listpacks"
+    assert (int(listpack.group(1)) if listpack else None) == listpack_entries_for(
+        env.get("KATO_REDIS_LAYOUT", KATO)), "redis must be configured for the deployment's layout"
     assert env == environment(worker), "head and workers must share the KATO_* settings"
     assert all(int(env[k]) >= 1 for k in ("KATO_SHARDS",) if k in env)
 
@@ -504,6 +505,8 @@ def _env(c, name):
     lambda c: _env(c, "ray-head").update(KATO_STORE="http://kato:kato-local@clickhouse-server:8123"),
     lambda c: _env(c, "ray-head").update(KATO_REDIS="redis://cache:6379/0"),
     lambda c: c["services"]["redis"].update(command=["redis-server"]),
+    lambda c: c["services"]["redis"]["command"].extend(["--hash-max-listpack-entries", "4096"]),
+    lambda c: _env(c, "ray-head").update(KATO_REDIS_LAYOUT="compact"),
     lambda c: c["services"]["ray-head"].update(ports=["8000:8000"]),
     lambda c: c["services"]["ray-head"]["depends_on"].update(postgres={"condition": "service_healthy"}),
     lambda c: c["services"]["ray-worker"]["depends_on"]["ray-head"].update(condition="service_started"),

@@ -29,6 +29,7 @@ from cluster.ops.bench.learning import stream_load
 from cluster.ops.bench.workloads import STANDARD_CONFIG, standard_patterns, standard_queries
 from cluster.ops.embedded_redis import EmbeddedRedis
 from cluster.ops.launcher import start_detached, stop_detached
+from cluster.stores.pattern_layout import listpack_entries_for
 from schema.settings import Settings
 
 CHUNK = 200_000
@@ -66,7 +67,7 @@ def main(opts: MemoryBench) -> None:
         run(opts.url.rstrip("/"), opts, opts.data_dir, client)
         return
     with tempfile.TemporaryDirectory(prefix="kato-bench-memory-") as data_dir:
-        embedded = EmbeddedRedis(data_dir)
+        embedded = EmbeddedRedis(data_dir, listpack_entries=listpack_entries_for(opts.redis_layout))
         try:
             settings = Settings.from_env(data_dir=data_dir, port=opts.port, shards=opts.shards, redis=embedded.url,
                                          redis_layout=opts.redis_layout)
